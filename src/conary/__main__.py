@@ -1,0 +1,5 @@
+import sys
+
+from conary.cli.main import main
+
+sys.exit(main())

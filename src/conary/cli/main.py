@@ -1,0 +1,101 @@
+"""Entry point: builds the parser from the command modules and renders errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+import traceback
+from collections.abc import Sequence
+
+from conary import __version__
+from conary.errors import ConaryError, InputError
+
+# Every module in conary.cli that defines register(subparsers) is a command group. Handlers are
+# stored as `func` on the parsed namespace and return an exit code.
+_NOT_COMMANDS = {"main", "output"}
+
+
+def _command_modules() -> list[str]:
+    import conary.cli
+
+    return sorted(
+        f"conary.cli.{info.name}"
+        for info in pkgutil.iter_modules(conary.cli.__path__)
+        if info.name not in _NOT_COMMANDS and not info.name.startswith("_")
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors through our one-line format with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(message, where=self.prog, hint=f"run '{self.prog} --help'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="conary",
+        description="Conary: cook recipes into signed CCS packages, bootstrap systems, manage roots.",
+    )
+    parser.add_argument("--version", action="version", version=f"conary {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show live output and tracebacks")
+    parser.add_argument(
+        "--root", default="/", metavar="DIR", help="root that runtime commands act on (default: /)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in _command_modules():
+        module = importlib.import_module(name)
+        if hasattr(module, "register"):
+            module.register(sub)
+    return parser
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    return "--json" in argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except ConaryError as err:
+        if verbose:
+            traceback.print_exc()
+        if _wants_json(argv):
+            print(json.dumps(err.to_json()), file=sys.stderr)
+        else:
+            print(f"conary: error: {err.render()}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("conary: error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except OSError as err:
+        if verbose:
+            traceback.print_exc()
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"conary: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # a bug: still one line unless --verbose
+        if verbose:
+            traceback.print_exc()
+        print(
+            f"conary: error: internal error: {type(err).__name__}: {err} (hint: rerun with --verbose "
+            "and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

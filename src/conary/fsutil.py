@@ -1,0 +1,59 @@
+"""Crash-safe file writes shared by every layer: temp file, fsync, rename, fsync of the directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_writer(target: str | os.PathLike[str], mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces *target* only if the block completes without error."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
+    with atomic_writer(target, mode) as handle:
+        handle.write(data)
+
+
+def atomic_copy(source: str | os.PathLike[str], target: str | os.PathLike[str], mode: int = 0o644) -> None:
+    with open(source, "rb") as src, atomic_writer(target, mode) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def require_tool(tool: str, debian_package: str, purpose: str | None = None) -> str:
+    """Return the absolute path of *tool*, or raise naming the Debian package that provides it."""
+    from conary.errors import MissingToolError
+
+    found = shutil.which(tool)
+    if found is None:
+        raise MissingToolError(tool, debian_package, purpose=purpose)
+    return found
