@@ -1,0 +1,39 @@
+"""Errors of the fetch layer. All are ConaryError, so the CLI renders them as one line."""
+
+from __future__ import annotations
+
+from conary.errors import ConaryError
+
+OFFLINE_HINT = "add a mirror with --mirror, or run 'conary cook --fetch-only' on a networked machine"
+
+
+class FetchError(ConaryError):
+    """No source delivered the bytes a checksum names."""
+
+
+class ChecksumMismatchError(FetchError):
+    """A source delivered bytes whose checksum differs from the expected one."""
+
+    def __init__(self, origin: str, expected: str, actual: str, *, also_tried: str | None = None) -> None:
+        what = f"checksum mismatch for {origin}: expected {expected}, got {actual}"
+        if also_tried:
+            what += f"; also tried: {also_tried}"
+        super().__init__(
+            what,
+            hint="the source changed or is corrupt; check it, and update the recipe's checksum "
+            "only if the new bytes are trusted",
+        )
+        self.origin = origin
+        self.expected = expected
+        self.actual = actual
+
+
+class SourceUnavailable(Exception):
+    """One place did not have the bytes (404, missing file, unreachable). The fetcher moves on.
+
+    Internal to the fetch layer: the fetcher turns the collected reasons into one FetchError.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
