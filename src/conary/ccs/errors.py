@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conary.errors import ConaryError
+from conary.errors import ConaryError, InputError
 
 
 class CcsError(ConaryError):
@@ -11,3 +11,7 @@ class CcsError(ConaryError):
 
 class CcsVerifyError(CcsError):
     """A CCS package failed verification: it is corrupt, tampered with, malicious or over budget."""
+
+
+class CcsInputError(CcsError, InputError):
+    """Bad input to a CCS operation (metadata, ccs.toml, arguments). The CLI exits 2."""

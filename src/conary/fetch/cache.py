@@ -71,7 +71,9 @@ class SourceCache:
                 raise ChecksumMismatchError(origin, str(cs), f"{cs.algo}:{actual}")
         return target
 
-    def add_file(self, source: str | os.PathLike[str], checksum: str | Checksum, *, origin: str | None = None) -> Path:
+    def add_file(
+        self, source: str | os.PathLike[str], checksum: str | Checksum, *, origin: str | None = None
+    ) -> Path:
         """Copy *source* into the cache under *checksum* after verifying it."""
         with open(source, "rb") as stream:
             return self.add_stream(stream, checksum, origin=origin or str(source))

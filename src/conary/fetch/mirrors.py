@@ -109,7 +109,9 @@ def load_mirror_config(path: str | os.PathLike[str] | None = None) -> list[Mirro
         raise InputError(f"invalid TOML: {exc}", where=str(config))
     unknown = set(data) - {"mirror"}
     if unknown:
-        raise InputError(f"unknown key '{sorted(unknown)[0]}'", where=str(config), hint="use [[mirror]] url = ...")
+        raise InputError(
+            f"unknown key '{sorted(unknown)[0]}'", where=str(config), hint="use [[mirror]] url = ..."
+        )
     entries = data.get("mirror", [])
     if not isinstance(entries, list):
         raise InputError("'mirror' must be an array of tables", where=str(config), hint="write [[mirror]]")
@@ -117,7 +119,7 @@ def load_mirror_config(path: str | os.PathLike[str] | None = None) -> list[Mirro
     for index, entry in enumerate(entries):
         where = f"{config}: mirror[{index}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
-            raise InputError("a mirror needs url = \"...\"", where=where)
+            raise InputError('a mirror needs url = "..."', where=where)
         extra = set(entry) - _MIRROR_KEYS
         if extra:
             raise InputError(f"unknown key '{sorted(extra)[0]}'", where=where, hint="a mirror has only 'url'")
@@ -125,6 +127,8 @@ def load_mirror_config(path: str | os.PathLike[str] | None = None) -> list[Mirro
     return mirrors
 
 
-def configured_mirrors(cli_mirrors: Sequence[str] = (), config_path: str | os.PathLike[str] | None = None) -> list[Mirror]:
+def configured_mirrors(
+    cli_mirrors: Sequence[str] = (), config_path: str | os.PathLike[str] | None = None
+) -> list[Mirror]:
     """``--mirror`` values first (in order), then the config file's mirrors."""
     return [parse_mirror(spec) for spec in cli_mirrors] + load_mirror_config(config_path)

@@ -1,0 +1,239 @@
+"""`conary cook RECIPE...`: build recipes into signed .ccs packages in a hermetic sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from conary.cli import output
+from conary.errors import ConaryError, InputError
+
+DESCRIPTION = """\
+Cook each RECIPE into a signed .ccs package: fetch its sources (the only step that uses the
+network), verify their checksums, unpack, apply patches, run the build steps (setup, configure,
+make, check, install, post_install, then build.sanity_check) in a hermetic sandbox, and package
+DESTDIR with the recipe's components and the dependency scan.
+
+Inside the sandbox the source tree is /build and the install root is /destdir; the root is a
+read-only tmpfs with the host /usr (or --sysroot) bound read-only, a private /tmp, its own /proc,
+hostname and loopback-only network, and an environment that holds only the step variables
+(DESTDIR, MAKEFLAGS, SOURCE_DATE_EPOCH, LC_ALL=C, TZ=UTC, PATH, CFLAGS with -ffile-prefix-map,
+and the recipe's build.environment). Each step's output goes to <workdir>/logs/<step>.log.
+
+Cooking the same recipe twice gives byte-identical packages. See docs/cook.md.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "cook",
+        help="build recipes into signed .ccs packages",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("recipes", nargs="+", metavar="RECIPE", type=Path, help="recipe file(s) to cook, in order")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("dist"),
+        metavar="DIR",
+        help="directory the .ccs packages are written to (default: ./dist)",
+    )
+    p.add_argument(
+        "--source-cache",
+        type=Path,
+        metavar="DIR",
+        help="source cache, one file per checksum (default: $CONARY_SOURCE_CACHE, else "
+        "$XDG_CACHE_HOME/conary/sources, else ~/.cache/conary/sources)",
+    )
+    p.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="URL|DIR",
+        help="a mirror to try before a source's own URL (repeatable; tried in order, before the "
+        "mirrors of the mirror config file)",
+    )
+    p.add_argument(
+        "--mirror-config",
+        type=Path,
+        metavar="FILE",
+        help="mirror config file (default: $XDG_CONFIG_HOME/conary/mirrors.toml)",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="fetch only from the cache, local files and directory mirrors",
+    )
+    p.add_argument(
+        "--fetch-only",
+        action="store_true",
+        help="fill the source cache with every source of every RECIPE and build nothing",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--hermetic",
+        dest="hermetic",
+        action="store_true",
+        default=True,
+        help="run the build steps in the hermetic sandbox (the default)",
+    )
+    mode.add_argument(
+        "--no-hermetic",
+        dest="hermetic",
+        action="store_false",
+        help="run the build steps directly on the host, for debugging a recipe: the host's network, "
+        "files and environment PATH are reachable, and the package records sandbox=host",
+    )
+    p.add_argument(
+        "--sysroot",
+        type=Path,
+        metavar="DIR",
+        help="bind this root read-only as the sandbox's toolchain instead of the host /usr",
+    )
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="parallel jobs (MAKEFLAGS=-jN and %%(jobs)s); overrides the recipe's build.jobs "
+        "(default: the recipe's, else the number of CPUs)",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        metavar="DIR",
+        help="work directory (build/, destdir/, logs/); must be empty or new; its logs are kept "
+        "(default: a new directory under ~/.cache/conary/work)",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the work directory after a successful cook (it is always kept when a build step fails)",
+    )
+    p.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="secret key to sign with (default: the user's default key, "
+        "~/.config/conary/keys/default, created on first use)",
+    )
+    p.add_argument(
+        "--source-date-epoch",
+        type=int,
+        metavar="SECONDS",
+        help="timestamp for the build and the package (default: $SOURCE_DATE_EPOCH, else the newest "
+        "mtime in the main source archive)",
+    )
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from conary.cook import CookOptions, cook_recipe, fetch_only
+
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError(f"--jobs must be 1 or more, got {args.jobs}", where="conary cook")
+    if args.workdir is not None and len(args.recipes) > 1:
+        raise InputError("--workdir takes one recipe at a time", where="conary cook")
+    for recipe in args.recipes:
+        if not recipe.is_file():
+            raise InputError("recipe file not found", where=str(recipe))
+    verbose = bool(getattr(args, "verbose", False))
+    with _progress(enabled=not verbose and not args.json) as progress:
+        options = CookOptions(
+            output_dir=args.output,
+            source_cache=args.source_cache,
+            mirrors=tuple(args.mirror),
+            mirror_config=args.mirror_config,
+            offline=args.offline,
+            hermetic=args.hermetic,
+            sysroot=args.sysroot,
+            jobs=args.jobs,
+            workdir=args.workdir,
+            keep=args.keep,
+            key=args.key,
+            live_output=verbose,
+            source_date_epoch=args.source_date_epoch,
+            progress=progress,
+        )
+        if args.fetch_only:
+            fetched = fetch_only(list(args.recipes), options)
+            return _report_fetch(fetched, args.json)
+        results = []
+        for recipe in args.recipes:
+            try:
+                results.append(cook_recipe(recipe, options))
+            except ConaryError as err:
+                _explain_failure(err)
+                raise
+    for result in results:
+        if result.key_created is not None:
+            output.notice(f"created signing key {result.key_created} (and {result.key_created}.pub)")
+        for warning in result.warnings:
+            output.warn(f"{result.name}: {warning}")
+        if result.workdir is not None:
+            output.notice(f"work directory kept at {result.workdir}")
+    if args.json:
+        output.emit_json([_result_json(r) for r in results])
+    else:
+        for result in results:
+            print(result.package_path)
+    return 0
+
+
+def _explain_failure(err: ConaryError) -> None:
+    """Above the one error line: the failed step's last log lines and where the work dir was kept."""
+    log_tail = getattr(err, "log_tail", None)
+    if log_tail:
+        print(f"--- last {len(log_tail)} lines of {err.log} ---", file=sys.stderr)  # type: ignore[attr-defined]
+        for line in log_tail:
+            print(line, file=sys.stderr)
+        print("---", file=sys.stderr)
+    workdir = getattr(err, "cook_workdir", None)
+    if workdir is not None:
+        output.notice(f"work directory kept at {workdir}")
+
+
+def _report_fetch(fetched: list, as_json: bool) -> int:  # type: ignore[type-arg]
+    if as_json:
+        output.emit_json(
+            [{"key": f.key, "url": f.url, "checksum": f.checksum, "path": str(f.path)} for f in fetched]
+        )
+    else:
+        for item in fetched:
+            print(f"{item.checksum}  {item.url}")
+    return 0
+
+
+def _result_json(result) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    return {
+        "package": str(result.package_path),
+        "name": result.name,
+        "version": result.version,
+        "release": result.release,
+        "sandbox": result.sandbox,
+        "source_date_epoch": result.source_date_epoch,
+        "provenance": dict(result.provenance),
+        "timings": dict(result.timings),
+        "workdir": str(result.workdir) if result.workdir else None,
+        "warnings": list(result.warnings),
+    }
+
+
+@contextlib.contextmanager
+def _progress(*, enabled: bool) -> Iterator[Callable[[str], None] | None]:
+    """A one-line status on stderr (only on a terminal): which recipe stage is running."""
+    if not enabled or not output.stderr.is_terminal:
+        yield None
+        return
+    with output.stderr.status("cooking") as status:
+
+        def update(text: str) -> None:
+            status.update(f"cook: {text}")
+
+        yield update

@@ -1,0 +1,104 @@
+"""Where build steps run: in the hermetic sandbox (the default) or directly on the host (debugging).
+
+Both runners take the same step environment. The hermetic one shows the source tree at /build and the
+destination at /destdir, on a read-only tmpfs root with the toolchain root bound read-only, a private
+/tmp, a fresh /proc and a minimal /dev, no network but loopback, and its own hostname. The host runner
+uses the real work-directory paths; it exists to debug a recipe, and its packages are marked as such.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from conary.cook.environment import BUILD_DIR, DEST_DIR
+
+HERMETIC = "hermetic"
+HOST = "host"
+
+
+@dataclass(frozen=True)
+class HostRunner:
+    """Runs a step as a plain child process with the given environment (nothing is isolated)."""
+
+    build_host: Path
+    dest_host: Path
+    mode: str = HOST
+
+    @property
+    def build_dir(self) -> str:
+        return str(self.build_host)
+
+    @property
+    def dest_dir(self) -> str:
+        return str(self.dest_host)
+
+    def host_path(self, step_path: str) -> Path:
+        return Path(step_path)
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int) -> int:
+        result = subprocess.run(
+            list(argv),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out_fd,
+            stderr=out_fd,
+            start_new_session=True,
+            check=False,
+        )
+        return result.returncode
+
+
+@dataclass(frozen=True)
+class SandboxRunner:
+    """Runs a step in a fresh hermetic sandbox (one per step, so no process outlives its step)."""
+
+    build_host: Path
+    dest_host: Path
+    sysroot: Path | None = None
+    mode: str = HERMETIC
+
+    @property
+    def build_dir(self) -> str:
+        return BUILD_DIR
+
+    @property
+    def dest_dir(self) -> str:
+        return DEST_DIR
+
+    def host_path(self, step_path: str) -> Path:
+        """The host path behind a path under /build or /destdir."""
+        for inner, outer in ((BUILD_DIR, self.build_host), (DEST_DIR, self.dest_host)):
+            if step_path == inner or step_path.startswith(inner + "/"):
+                return outer / step_path[len(inner) :].lstrip("/")
+        raise ValueError(f"{step_path} is not under {BUILD_DIR} or {DEST_DIR}")
+
+    def spec(self, env: Mapping[str, str], cwd: str):  # type: ignore[no-untyped-def]
+        from conary import sandbox
+
+        return sandbox.build_spec(
+            self.build_host, self.dest_host, sysroot=self.sysroot, env=dict(env), cwd=cwd
+        )
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int) -> int:
+        from conary import sandbox
+
+        return int(sandbox.run(self.spec(env, cwd), list(argv), stdout=out_fd, stderr=out_fd))
+
+    def describe(self) -> list[str]:
+        from conary import sandbox
+
+        return list(sandbox.describe(self.spec({}, BUILD_DIR)))
+
+
+def shell_argv(script: str) -> list[str]:
+    """How every step is run: POSIX sh with -e, so the first failing command fails the step."""
+    return ["/bin/sh", "-e", "-c", script]
+
+
+def ensure_dir(path: str | os.PathLike[str]) -> None:
+    os.makedirs(path, mode=0o755, exist_ok=True)

@@ -1,0 +1,393 @@
+"""Sources from Debian's source archive, fetched with ``apt-get source --download-only``.
+
+apt runs against a private state directory, never the machine's own: its source list is derived from
+the machine's apt sources (every enabled ``deb`` entry becomes a ``deb-src`` entry with the same URIs,
+suites, components and Signed-By keyring), and its lists, cache, status and preferences are private.
+Release files are verified by apt with the machine's keyrings, and every file apt downloads is then
+checked against the recipe's checksum, so the archive is just another mirror.
+
+Recipe syntax (in ``[source]`` and in ``[[source.additional]]`` entries)::
+
+    debian = "hello"           # Debian source package; apt's candidate version
+    debian = "hello=2.10-3"    # an exact Debian version
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from conary.errors import InputError
+from conary.fetch.cache import SourceCache
+from conary.fetch.checksum import Checksum, digest_file
+from conary.fetch.errors import SourceUnavailable
+from conary.fsutil import atomic_write_bytes, require_tool
+
+LISTS_MAX_AGE = 6 * 3600.0
+# After a miss, lists younger than this are not refreshed again: the miss is real.
+LISTS_MIN_AGE = 600.0
+APT_TIMEOUT = 1800.0
+
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_VERSION = re.compile(r"[0-9A-Za-z.+~:-]+")
+
+
+@dataclass(frozen=True)
+class DebianSpec:
+    """A Debian source package, optionally at an exact version: ``package[=version]``."""
+
+    package: str
+    version: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _PACKAGE.fullmatch(self.package):
+            raise InputError(
+                f"invalid Debian package name '{self.package}'",
+                hint='write debian = "package" or "package=version"',
+            )
+        if self.version is not None and not _VERSION.fullmatch(self.version):
+            raise InputError(f"invalid Debian version '{self.version}'", hint='e.g. debian = "hello=2.10-3"')
+
+    @classmethod
+    def parse(cls, text: str | DebianSpec) -> DebianSpec:
+        if isinstance(text, DebianSpec):
+            return text
+        package, sep, version = str(text).strip().partition("=")
+        return cls(package.strip(), version.strip() if sep else None)
+
+    def apt_argument(self) -> str:
+        return f"{self.package}={self.version}" if self.version else self.package
+
+    def __str__(self) -> str:
+        return self.apt_argument()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Deriving deb-src entries from the machine's apt sources
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """One deb-src entry in deb822 form: ordered (field, value) pairs."""
+
+    fields: tuple[tuple[str, str], ...]
+
+    def render(self) -> str:
+        return "".join(f"{name}: {value}\n" for name, value in self.fields)
+
+    def get(self, name: str) -> str | None:
+        for field, value in self.fields:
+            if field.lower() == name.lower():
+                return value
+        return None
+
+
+# One-line options and their deb822 field names (sources.list(5)).
+_ONE_LINE_OPTIONS = {
+    "arch": "Architectures",
+    "lang": "Languages",
+    "target": "Targets",
+    "pdiffs": "PDiffs",
+    "by-hash": "By-Hash",
+    "allow-insecure": "Allow-Insecure",
+    "allow-weak": "Allow-Weak",
+    "allow-downgrade-to-insecure": "Allow-Downgrade-To-Insecure",
+    "trusted": "Trusted",
+    "signed-by": "Signed-By",
+    "check-valid-until": "Check-Valid-Until",
+    "valid-until-min": "Valid-Until-Min",
+    "valid-until-max": "Valid-Until-Max",
+    "check-date": "Check-Date",
+    "date-max-future": "Date-Max-Future",
+    "inrelease-path": "InRelease-Path",
+    "snapshot": "Snapshot",
+}
+# Fields that only concern binary packages; a source entry drops them.
+_BINARY_ONLY = {"architectures", "languages", "targets"}
+
+
+def parse_one_line_sources(text: str) -> list[SourceEntry]:
+    """deb-src entries for the ``deb`` (and ``deb-src``) lines of a sources.list file."""
+    entries = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        kind, _, rest = line.partition(" ")
+        if kind not in ("deb", "deb-src"):
+            continue
+        rest = rest.strip()
+        options: list[tuple[str, str]] = []
+        if rest.startswith("["):
+            close = rest.find("]")
+            if close < 0:
+                continue
+            for option in rest[1:close].split():
+                name, _, value = option.partition("=")
+                name = name.rstrip("+-").lower()
+                field = _ONE_LINE_OPTIONS.get(name)
+                if field and field.lower() not in _BINARY_ONLY:
+                    options.append((field, value.replace(",", " ")))
+            rest = rest[close + 1 :].strip()
+        words = rest.split()
+        if len(words) < 2 or words[0].startswith("cdrom:"):
+            continue
+        fields = [("Types", "deb-src"), ("URIs", words[0]), ("Suites", words[1])]
+        if words[2:]:
+            fields.append(("Components", " ".join(words[2:])))
+        entries.append(SourceEntry(tuple(fields + options)))
+    return entries
+
+
+def parse_deb822_sources(text: str) -> list[SourceEntry]:
+    """deb-src entries for the enabled stanzas of a deb822 ``.sources`` file that list deb or deb-src."""
+    entries = []
+    for stanza in _stanzas(text):
+        types = next((v.split() for k, v in stanza if k.lower() == "types"), [])
+        enabled = next((v.strip().lower() for k, v in stanza if k.lower() == "enabled"), "yes")
+        uris = next((v for k, v in stanza if k.lower() == "uris"), "")
+        if enabled in ("no", "false", "0") or not {"deb", "deb-src"} & set(types) or "cdrom:" in uris:
+            continue
+        fields = [("Types", "deb-src")]
+        for name, value in stanza:
+            if name.lower() in {"types", "enabled"} | _BINARY_ONLY:
+                continue
+            fields.append((name, value))
+        entries.append(SourceEntry(tuple(fields)))
+    return entries
+
+
+def _stanzas(text: str) -> Iterator[list[tuple[str, str]]]:
+    stanza: list[tuple[str, str]] = []
+    for raw in text.splitlines():
+        if raw.startswith("#"):
+            continue
+        if not raw.strip():
+            if stanza:
+                yield stanza
+            stanza = []
+            continue
+        if raw[0] in " \t" and stanza:
+            # A continuation line (multi-line Signed-By keys); " ." stands for an empty line.
+            name, value = stanza[-1]
+            stanza[-1] = (name, value + "\n" + raw.rstrip())
+            continue
+        name, sep, value = raw.partition(":")
+        if sep:
+            stanza.append((name.strip(), value.strip()))
+    if stanza:
+        yield stanza
+
+
+def derive_source_entries(etc_apt: Path = Path("/etc/apt")) -> list[SourceEntry]:
+    """deb-src entries for every enabled entry of sources.list, sources.list.d/*.list and *.sources."""
+    entries: list[SourceEntry] = []
+    main_list = etc_apt / "sources.list"
+    if main_list.is_file():
+        entries += parse_one_line_sources(main_list.read_text(encoding="utf-8", errors="replace"))
+    parts = etc_apt / "sources.list.d"
+    if parts.is_dir():
+        for path in sorted(parts.iterdir()):
+            if not path.is_file():
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if path.suffix == ".list":
+                entries += parse_one_line_sources(text)
+            elif path.suffix == ".sources":
+                entries += parse_deb822_sources(text)
+    return list(dict.fromkeys(entries))
+
+
+def render_sources(entries: Iterable[SourceEntry]) -> str:
+    return "\n".join(entry.render() for entry in entries)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The provider
+
+
+class DebianSourceProvider:
+    """Fetches files of Debian source packages into the source cache, through a private apt state."""
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        etc_apt: Path = Path("/etc/apt"),
+        lists_max_age: float = LISTS_MAX_AGE,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.etc_apt = etc_apt
+        self.lists_max_age = lists_max_age
+
+    def describe(self, spec: DebianSpec) -> str:
+        return f"debian source {spec}"
+
+    def retrieve(self, spec: DebianSpec, checksum: Checksum, cache: SourceCache) -> Path:
+        """Download *spec*'s files and add the one matching *checksum* to the cache.
+
+        Raises SourceUnavailable when apt cannot get the package or no file of it matches.
+        """
+        require_tool("apt-get", "apt", "fetch sources from Debian's archive")
+        with self._locked():
+            sources = self._write_sources()
+            self._update_if_stale(sources, max_age=self.lists_max_age)
+            downloads = self.state_dir / "downloads"
+            downloads.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=downloads) as tmp:
+                work = Path(tmp)
+                result = self._apt(["source", "--download-only", spec.apt_argument()], cwd=work)
+                if result.returncode != 0 and self._lists_age() > LISTS_MIN_AGE:
+                    # The package may be newer than our lists: refresh once and ask again.
+                    self._update(sources)
+                    result = self._apt(["source", "--download-only", spec.apt_argument()], cwd=work)
+                if result.returncode != 0:
+                    raise SourceUnavailable(f"apt-get source failed: {_apt_error(result.stdout)}")
+                files = sorted(p for p in work.iterdir() if p.is_file())
+                for path in files:
+                    if digest_file(path, checksum.algo) == checksum:
+                        return cache.add_file(path, checksum, origin=f"{self.describe(spec)}: {path.name}")
+                names = ", ".join(p.name for p in files) or "nothing"
+                raise SourceUnavailable(f"no matching file; apt downloaded {names}")
+
+    def download(self, spec: DebianSpec, dest: Path) -> list[Path]:
+        """Download all files of *spec* into *dest* (for finding checksums when writing a recipe)."""
+        require_tool("apt-get", "apt", "fetch sources from Debian's archive")
+        dest.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            sources = self._write_sources()
+            self._update_if_stale(sources, max_age=self.lists_max_age)
+            result = self._apt(["source", "--download-only", spec.apt_argument()], cwd=dest)
+        if result.returncode != 0:
+            raise SourceUnavailable(f"apt-get source failed: {_apt_error(result.stdout)}")
+        return sorted(p for p in dest.iterdir() if p.is_file())
+
+    # -- private apt state ------------------------------------------------------------------------
+
+    @property
+    def _lists(self) -> Path:
+        return self.state_dir / "state" / "lists"
+
+    @property
+    def _stamp(self) -> Path:
+        return self.state_dir / "state" / "updated"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _write_sources(self) -> str:
+        entries = derive_source_entries(self.etc_apt)
+        if not entries:
+            raise SourceUnavailable(f"no apt sources found in {self.etc_apt} to derive deb-src entries from")
+        text = render_sources(entries)
+        parts = self.state_dir / "etc" / "sources.list.d"
+        target = parts / "conary.sources"
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            atomic_write_bytes(target, text.encode())
+        for directory in (
+            self._lists / "partial",
+            self.state_dir / "cache" / "archives" / "partial",
+            self.state_dir / "etc" / "preferences.d",
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+        for empty in (self.state_dir / "state" / "status", self.state_dir / "etc" / "sources.list"):
+            if not empty.exists():
+                atomic_write_bytes(empty, b"")
+        return text
+
+    def _lists_age(self) -> float:
+        try:
+            return time.time() - self._stamp.stat().st_mtime
+        except FileNotFoundError:
+            return float("inf")
+
+    def _update_if_stale(self, sources: str, *, max_age: float) -> None:
+        fingerprint = hashlib.sha256(sources.encode()).hexdigest()
+        try:
+            current = self._stamp.read_text(encoding="utf-8").strip() == fingerprint
+        except FileNotFoundError:
+            current = False
+        if not current or self._lists_age() > max_age:
+            self._update(sources)
+
+    def _update(self, sources: str) -> None:
+        result = self._apt(["update"], cwd=self.state_dir)
+        # apt-get update exits non-zero when any one index failed (say a third-party repository
+        # without sources); what was fetched is still usable, and a real miss shows up in apt-get source.
+        if result.returncode != 0 and not any(self._lists.glob("*Sources*")):
+            raise SourceUnavailable(f"apt-get update failed: {_apt_error(result.stdout)}")
+        atomic_write_bytes(self._stamp, hashlib.sha256(sources.encode()).hexdigest().encode() + b"\n")
+
+    def apt_options(self) -> list[str]:
+        state = self.state_dir
+        options = {
+            "Dir::State": state / "state",
+            "Dir::State::lists": self._lists,
+            "Dir::State::status": state / "state" / "status",
+            "Dir::Cache": state / "cache",
+            "Dir::Cache::archives": state / "cache" / "archives",
+            "Dir::Cache::pkgcache": "",
+            "Dir::Cache::srcpkgcache": "",
+            "Dir::Etc::sourcelist": state / "etc" / "sources.list",
+            "Dir::Etc::sourceparts": state / "etc" / "sources.list.d",
+            "Dir::Etc::preferences": state / "etc" / "preferences",
+            "Dir::Etc::preferencesparts": state / "etc" / "preferences.d",
+            "Acquire::Languages": "none",
+            "APT::Get::List-Cleanup": "true",
+        }
+        if os.geteuid() == 0:
+            # The private state lives under the user's cache, which apt's unprivileged download user
+            # (_apt) cannot reach; apt would fall back to root with a warning. Say so up front.
+            # Release signatures and file hashes are checked either way.
+            options["APT::Sandbox::User"] = "root"
+        args = []
+        for name, value in options.items():
+            args += ["-o", f"{name}={value}"]
+        return args
+
+    def _apt(self, command: list[str], *, cwd: Path) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive")
+        argv = ["apt-get", "-q", *self.apt_options(), *command]
+        try:
+            return subprocess.run(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=APT_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise SourceUnavailable(f"apt-get {command[0]} timed out after {APT_TIMEOUT:g} s")
+
+
+def _apt_error(output: str) -> str:
+    """apt's own error lines, joined; the last output line when there are none."""
+    errors = [line[3:].strip() for line in output.splitlines() if line.startswith("E: ")]
+    if errors:
+        return "; ".join(errors)
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def default_state_dir(cache_root: Path) -> Path:
+    return cache_root / ".debian-apt"

@@ -1,0 +1,173 @@
+"""The fetcher: from a checksum (and a URL that says where the bytes might be) to a verified cache file.
+
+Order: the cache; a local file (``file:`` URL, absolute or recipe-relative path); the mirrors in order,
+each by checksum then by file name; the Debian source archive when the source names a Debian package;
+and last the URL itself. Debian goes before the URL because the archive is often reachable where
+upstream sites are not, and a dead upstream costs a connect timeout. Offline, only the cache, local
+files and directory mirrors are tried.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from conary.fetch.cache import SourceCache, default_cache_dir
+from conary.fetch.checksum import Checksum
+from conary.fetch.debian import DebianSourceProvider, DebianSpec, default_state_dir
+from conary.fetch.errors import OFFLINE_HINT, ChecksumMismatchError, FetchError, SourceUnavailable
+from conary.fetch.http import HttpDownloader
+from conary.fetch.mirrors import HttpMirror, Mirror, configured_mirrors
+
+
+def filename_from_url(url: str) -> str:
+    """The file name a URL or path ends in ('' if none), e.g. 'hello-2.10.tar.gz'."""
+    name = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    return "" if name in (".", "..") or "/" in name or "\0" in name else name
+
+
+@dataclass(frozen=True)
+class _Mismatch:
+    origin: str
+    actual: str
+
+
+class Fetcher:
+    def __init__(
+        self,
+        cache: SourceCache,
+        mirrors: Sequence[Mirror] = (),
+        *,
+        offline: bool = False,
+        progress: bool | None = None,
+        debian: DebianSourceProvider | None = None,
+    ) -> None:
+        """*progress*: None shows a bar when stderr is a terminal. *debian*: None uses a provider whose
+        private apt state lives in the cache root (``<cache>/.debian-apt``)."""
+        self.cache = cache
+        self.mirrors = list(mirrors)
+        self.offline = offline
+        self.http = HttpDownloader(progress=progress)
+        self.debian = debian or DebianSourceProvider(default_state_dir(cache.root))
+
+    def lookup(self, checksum: str | Checksum) -> Path | None:
+        """The cached file for *checksum*, without fetching."""
+        return self.cache.path_for(checksum)
+
+    def fetch(
+        self,
+        url: str,
+        checksum: str | Checksum,
+        *,
+        recipe_dir: Path | None = None,
+        debian: DebianSpec | str | None = None,
+        filename: str | None = None,
+    ) -> Path:
+        """Return the cache path of the bytes *checksum* names, fetching them if needed.
+
+        *url*: http(s) URL, ``file:`` URL, or a path (relative paths are relative to *recipe_dir*, else
+        the current directory). *debian*: ``"package[=version]"`` whose source files may hold the bytes.
+        *filename*: the name to look up on mirrors; defaults to the URL's last path segment.
+        The cache file has no extension: take the archive format from the URL's file name.
+        Raises FetchError (ChecksumMismatchError when some source had different bytes).
+        """
+        cs = Checksum.parse(checksum)
+        spec = DebianSpec.parse(debian) if debian else None
+        name = filename if filename is not None else filename_from_url(url)
+        hit = self.cache.path_for(cs)
+        if hit is not None:
+            return hit
+        with self.cache.lock(cs):
+            hit = self.cache.path_for(cs)  # another process may have fetched it while we waited
+            if hit is not None:
+                return hit
+            return self._fetch_uncached(url, cs, recipe_dir, spec, name)
+
+    def _fetch_uncached(
+        self, url: str, cs: Checksum, recipe_dir: Path | None, spec: DebianSpec | None, name: str
+    ) -> Path:
+        tried: list[str] = ["cache"]
+        mismatches: list[_Mismatch] = []
+
+        def attempt(label: str, locations: Sequence[str]) -> Path | None:
+            reasons: list[str] = []
+            for location in locations:
+                try:
+                    return self._from_location(location, cs)
+                except SourceUnavailable as exc:
+                    reasons.append(exc.reason)
+                except ChecksumMismatchError as exc:
+                    mismatches.append(_Mismatch(exc.origin, exc.actual))
+                    reasons.append(f"checksum mismatch at {location}: got {exc.actual}")
+            tried.append(f"{label} ({'; '.join(dict.fromkeys(reasons))})")
+            return None
+
+        local = _local_path(url, recipe_dir)
+        if local is not None and (found := attempt(str(local), [str(local)])):
+            return found
+        for mirror in self.mirrors:
+            if self.offline and isinstance(mirror, HttpMirror):
+                tried.append(f"{mirror.describe()} (not tried: offline)")
+                continue
+            if found := attempt(mirror.describe(), mirror.locations(cs, name or None)):
+                return found
+        if spec is not None:
+            if self.offline:
+                tried.append(f"{self.debian.describe(spec)} (not tried: offline)")
+            else:
+                try:
+                    return self.debian.retrieve(spec, cs, self.cache)
+                except SourceUnavailable as exc:
+                    tried.append(f"{self.debian.describe(spec)} ({exc.reason})")
+        if local is None:
+            scheme = urlsplit(url).scheme.lower()
+            if scheme not in ("http", "https"):
+                tried.append(f"{url} (unsupported URL scheme '{scheme}')")
+            elif self.offline:
+                tried.append(f"{url} (not tried: offline)")
+            elif found := attempt(url, [url]):
+                return found
+        summary = ", ".join(tried)
+        if mismatches:
+            first = mismatches[0]
+            raise ChecksumMismatchError(first.origin, str(cs), first.actual, also_tried=summary)
+        state = " (offline)" if self.offline else ""
+        raise FetchError(f"{cs} not found{state}: tried {summary}", where=name or url, hint=OFFLINE_HINT)
+
+    def _from_location(self, location: str, cs: Checksum) -> Path:
+        if location.startswith(("http://", "https://")):
+            return self.http.download(location, self.cache, cs)
+        try:
+            return self.cache.add_file(location, cs, origin=location)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise SourceUnavailable("not found")
+        except PermissionError:
+            raise SourceUnavailable("permission denied")
+
+
+def _local_path(url: str, recipe_dir: Path | None) -> Path | None:
+    """The local file a URL names, or None for a remote URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return Path(unquote(parts.path))
+    if scheme:
+        return None
+    path = Path(url).expanduser()
+    return path if path.is_absolute() else (recipe_dir or Path.cwd()) / path
+
+
+def make_fetcher(
+    cli_mirrors: Sequence[str] = (),
+    *,
+    offline: bool = False,
+    progress: bool | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    mirror_config: str | os.PathLike[str] | None = None,
+) -> Fetcher:
+    """The fetcher a command uses: the default cache, ``--mirror`` values, then the mirror config."""
+    cache = SourceCache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    return Fetcher(cache, configured_mirrors(cli_mirrors, mirror_config), offline=offline, progress=progress)

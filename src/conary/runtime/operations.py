@@ -1,0 +1,365 @@
+"""The runtime's operations: install, remove, update and roll back, each one changeset.
+
+Each operation computes the target state (package -> components), imports new content into the
+store, plans the difference and hands the plan to the transaction engine, or returns it untouched
+under ``dry_run``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conary.ccs import CcsError, Dependency, FileEntry, PublicKey, open_package
+from conary.errors import InputError
+from conary.runtime.errors import DependencyError, RuntimeStateError
+from conary.runtime.model import FileMap, Selected, components_for
+from conary.runtime.plan import Plan, make_plan
+from conary.runtime.session import RootSession, init_root, open_root
+from conary.runtime.transaction import TxResult
+
+SANDBOX_MODES = ("auto", "always", "never")
+_BINARY_DIRS = ("usr/bin", "usr/sbin", "bin", "sbin", "usr/local/bin")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a changeset did (or, under dry_run, would do)."""
+
+    plan: Plan
+    state: int | None  # the new state number; None for a dry run or an empty plan
+    dry_run: bool
+    triggers: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    recovered: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.plan.to_json(),
+            "state": self.state,
+            "dry_run": self.dry_run,
+            "triggers": list(self.triggers),
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class PackageSource:
+    """A package to install: a .ccs file and the components wanted (None: defaults)."""
+
+    path: Path
+    components: tuple[str, ...] | None = None
+
+
+# --- loading packages ----------------------------------------------------------------------------
+
+
+def _trusted(root: Path, trusted_keys: Sequence[PublicKey] | None) -> list[PublicKey]:
+    if trusted_keys is not None:
+        return list(trusted_keys)
+    try:
+        from conary.runtime.keys import trusted_keys as root_keys
+    except ImportError:
+        return []
+    return root_keys(root)
+
+
+def _open(path: Path, keys: list[PublicKey], allow_untrusted: bool) -> Any:
+    if not path.is_file():
+        raise InputError("package file not found", where=str(path))
+    if not keys and not allow_untrusted:
+        raise RuntimeStateError(
+            "no trusted keys: the package's signer cannot be checked",
+            where=str(path),
+            hint="trust its key with 'conary key add KEY.pub', or pass --allow-untrusted",
+        )
+    try:
+        return open_package(path, trusted_keys=None if allow_untrusted else keys)
+    except CcsError as err:
+        raise type(err)(err.what, where=err.where or str(path), hint=err.hint)
+
+
+def _import_content(session: RootSession, pkg: Any, entries: Iterable[FileEntry]) -> int:
+    """Put the content of ENTRIES into the store (each distinct content once). Returns objects written."""
+    todo: dict[str, FileEntry] = {}
+    for entry in entries:
+        if entry.type == "file" and entry.sha256 not in todo and not session.cas.has(entry.sha256):
+            todo[entry.sha256] = entry
+    if not todo:
+        return 0
+
+    def put(entry: FileEntry) -> bool:
+        # iter_file_data re-checks every chunk against its id, and the reader checked the file hash.
+        return session.cas.put(entry.sha256, pkg.iter_file_data(entry), verified=True)
+
+    # Decompression and hashing release the GIL: two workers keep both cores busy.
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        return sum(pool.map(put, todo.values(), chunksize=32))
+
+
+def _load(
+    session: RootSession,
+    sources: Sequence[PackageSource],
+    current: Mapping[str, Selected],
+    keys: list[PublicKey],
+    allow_untrusted: bool,
+    wanted: Mapping[str, tuple[str, ...]] | None = None,
+) -> dict[str, Selected]:
+    """Verify every package, then import the content of the components that will be installed."""
+    opened = [(_open(src.path, keys, allow_untrusted), src) for src in sources]
+    out: dict[str, Selected] = {}
+    for pkg, src in opened:
+        manifest = pkg.manifest
+        if manifest.name in out:
+            raise InputError(f"two packages named {manifest.name} in one request", where=str(src.path))
+        old = current.get(manifest.name)
+        names = {c.name for c in manifest.components}
+        requested = src.components if src.components is not None else (wanted or {}).get(manifest.name)
+        if requested is not None:
+            keep = [c for c in (old.components if old else ()) if c in names]
+            components = components_for(manifest, [*keep, *requested])
+        elif old is not None and any(c in names for c in old.components):
+            components = components_for(manifest, [c for c in old.components if c in names])
+        else:
+            components = components_for(manifest, None)
+        selected_entries = [f for f in manifest.files if f.component in set(components)]
+        _import_content(session, pkg, selected_entries)
+        manifest_id = session.db.store_manifest(manifest, getattr(pkg, "signer_key_id", "") or "")
+        out[manifest.name] = Selected(manifest_id, manifest, components)
+    return out
+
+
+# --- dependencies --------------------------------------------------------------------------------
+
+
+def _unmet(packages: Mapping[str, Selected], files: FileMap, root: Path) -> set[tuple[str, Dependency]]:
+    provides: set[tuple[str, str]] = set()
+    for sel in packages.values():
+        provides.add(("package", sel.name))
+        provides.update((d.kind, d.name) for d in sel.manifest.provides)
+
+    def met(dep: Dependency) -> bool:
+        if (dep.kind, dep.name) in provides:
+            return True
+        if dep.kind in ("file", "interpreter", "binary"):
+            path = dep.name.lstrip("/")
+            candidates = [path]
+            if dep.kind == "binary" and "/" not in path:
+                candidates = [f"{d}/{path}" for d in _BINARY_DIRS]
+            return any(c in files or os.path.lexists(root / c) for c in candidates)
+        return False
+
+    return {(sel.name, dep) for sel in packages.values() for dep in sel.manifest.requires if not met(dep)}
+
+
+def _check_dependencies(
+    session: RootSession, before: Mapping[str, Selected], after: Mapping[str, Selected], target: FileMap
+) -> None:
+    broken = _unmet(after, target, session.root) - _unmet(before, session.db.current_files(), session.root)
+    if broken:
+        shown = "; ".join(f"{name} needs {dep}" for name, dep in sorted(broken, key=str)[:10])
+        raise DependencyError(
+            f"unmet requirements: {shown}" + (f" (and {len(broken) - 10} more)" if len(broken) > 10 else ""),
+            where=str(session.root),
+            hint="install the providing packages in the same command, or pass --nodeps",
+        )
+
+
+# --- running a changeset -------------------------------------------------------------------------
+
+
+def _apply(
+    session: RootSession,
+    operation: str,
+    after: Mapping[str, Selected],
+    *,
+    dry_run: bool,
+    sandbox: str,
+    check_deps: bool,
+    summary: str | None = None,
+) -> Outcome:
+    if sandbox not in SANDBOX_MODES:
+        raise InputError(f"invalid sandbox mode {sandbox!r}", hint=f"use one of {', '.join(SANDBOX_MODES)}")
+    before = session.db.installed()
+    current = session.db.current_files()
+    after = dict(sorted(after.items()))
+    plan = make_plan(session.fs, operation, session.db.current_state(), current, before, after, summary)
+    if check_deps:
+        _check_dependencies(session, before, after, plan.target)
+    recovered = tuple(session.recovered)
+    if dry_run or plan.is_empty:
+        return Outcome(plan, None, dry_run, recovered=recovered)
+    result: TxResult = session.engine.run(plan, sandbox)
+    return Outcome(plan, result.state, False, result.triggers, result.warnings, recovered)
+
+
+def _with_root(root: str | os.PathLike[str], create: bool) -> Any:
+    if create:
+        init_root(root)
+    return open_root(root)
+
+
+def install_packages(
+    root: str | os.PathLike[str],
+    packages: Sequence[str | os.PathLike[str] | PackageSource],
+    *,
+    trusted_keys: Sequence[PublicKey] | None = None,
+    allow_untrusted: bool = False,
+    sandbox: str = "auto",
+    check_deps: bool = True,
+    dry_run: bool = False,
+    init: bool = True,
+) -> Outcome:
+    """Install (or upgrade to) the given .ccs files into ROOT in one changeset.
+
+    TRUSTED_KEYS defaults to the keys ROOT trusts (``conary key``); each package must be signed by
+    one of them unless ALLOW_UNTRUSTED. With INIT the root's state is created when missing.
+    """
+    sources = [p if isinstance(p, PackageSource) else PackageSource(Path(p)) for p in packages]
+    with _with_root(root, init) as session:
+        keys = _trusted(session.root, trusted_keys)
+        before = session.db.installed()
+        new = _load(session, sources, before, keys, allow_untrusted)
+        return _apply(
+            session, "install", {**before, **new}, dry_run=dry_run, sandbox=sandbox, check_deps=check_deps
+        )
+
+
+def install(
+    root: str | os.PathLike[str],
+    items: Sequence[str],
+    *,
+    trusted_keys: Sequence[PublicKey] | None = None,
+    allow_untrusted: bool = False,
+    sandbox: str = "auto",
+    check_deps: bool = True,
+    dry_run: bool = False,
+    operation: str = "install",
+) -> Outcome:
+    """Install ITEMS: paths of .ccs files, or requests NAME[:component][=VERSION] resolved from repos."""
+    with open_root(root) as session:
+        sources, wanted = _sources(session, items)
+        keys = _trusted(session.root, trusted_keys)
+        before = session.db.installed()
+        new = _load(session, sources, before, keys, allow_untrusted, wanted)
+        if operation == "update":
+            new = {n: s for n, s in new.items() if _is_change(before.get(n), s)}
+        return _apply(
+            session, operation, {**before, **new}, dry_run=dry_run, sandbox=sandbox, check_deps=check_deps
+        )
+
+
+def _is_change(old: Selected | None, new: Selected) -> bool:
+    return old is None or old.manifest_id != new.manifest_id or old.components != new.components
+
+
+def _is_package_path(item: str) -> bool:
+    return item.endswith(".ccs") or os.sep in item or Path(item).is_file()
+
+
+def _sources(
+    session: RootSession, items: Sequence[str]
+) -> tuple[list[PackageSource], dict[str, tuple[str, ...]]]:
+    """.ccs paths as they are; requests resolved from the repositories. Also returns the components
+    the requests name, per package name."""
+    paths = [PackageSource(Path(i)) for i in items if _is_package_path(i)]
+    requests = [i for i in items if not _is_package_path(i)]
+    if not requests:
+        return paths, {}
+    try:
+        from conary.runtime.resolver import parse_request, resolve
+    except ImportError:
+        raise RuntimeStateError(
+            "installing by name needs the repository resolver, which is not available",
+            hint="give the path of a .ccs file instead",
+        )
+    installed = [s.manifest for s in session.db.installed().values()]
+    wanted: dict[str, tuple[str, ...]] = {}
+    for text in requests:
+        req = parse_request(text)
+        name = getattr(req.requirement, "name", None)
+        if name and req.component:
+            wanted[name] = (*wanted.get(name, ()), req.component)
+    resolved = resolve(session.root, requests, installed)
+    return [*paths, *(PackageSource(Path(p)) for p in resolved)], wanted
+
+
+def update(root: str | os.PathLike[str], items: Sequence[str], **kwargs: Any) -> Outcome:
+    """Update ITEMS (.ccs paths or names) — or every installed package when ITEMS is empty."""
+    if not items:
+        with open_root(root) as session:
+            items = list(session.db.installed())
+        if not items:
+            with open_root(root) as session:
+                plan = make_plan(
+                    session.fs,
+                    "update",
+                    session.db.current_state(),
+                    session.db.current_files(),
+                    {},
+                    {},
+                    "update nothing",
+                )
+                return Outcome(plan, None, bool(kwargs.get("dry_run")))
+    return install(root, items, operation="update", **kwargs)
+
+
+def remove(
+    root: str | os.PathLike[str],
+    names: Sequence[str],
+    *,
+    sandbox: str = "auto",
+    check_deps: bool = True,
+    dry_run: bool = False,
+) -> Outcome:
+    """Remove packages (NAME) or single components (NAME:component)."""
+    with open_root(root) as session:
+        after = dict(session.db.installed())
+        for text in names:
+            name, _, component = text.partition(":")
+            sel = after.get(name)
+            if sel is None:
+                raise InputError(
+                    f"package {name} is not installed", where=str(session.root), hint="see 'conary list'"
+                )
+            if component:
+                if component not in sel.components:
+                    raise InputError(
+                        f"component {component} of {name} is not installed",
+                        hint=f"installed: {', '.join(sel.components)}",
+                    )
+                rest = tuple(c for c in sel.components if c != component)
+                if rest:
+                    after[name] = Selected(sel.manifest_id, sel.manifest, rest)
+                    continue
+            del after[name]
+        return _apply(session, "remove", after, dry_run=dry_run, sandbox=sandbox, check_deps=check_deps)
+
+
+def rollback(
+    root: str | os.PathLike[str],
+    number: int,
+    *,
+    sandbox: str = "auto",
+    dry_run: bool = False,
+) -> Outcome:
+    """Return ROOT to the exact tree of state NUMBER, as a new changeset (and a new state)."""
+    with open_root(root) as session:
+        if not session.db.has_state(number):
+            raise InputError(
+                f"no state {number}", where=str(session.root), hint="see 'conary system state list'"
+            )
+        after = session.db.packages_of(number)
+        return _apply(
+            session,
+            "rollback",
+            after,
+            dry_run=dry_run,
+            sandbox=sandbox,
+            check_deps=False,
+            summary=f"rollback to state {number}",
+        )

@@ -1,0 +1,213 @@
+"""The transaction engine: run a plan crash-safely, and finish or undo one a crash interrupted.
+
+Order of a changeset (docs/runtime.md § Transactions):
+
+ 1. plan; every package fetched and verified; new content put in the content store
+ 2. journal written and fsynced
+ 3. pre scriptlets
+ 4. directories created, new files staged beside their targets, then one syncfs()
+ 5. removed entries moved aside, replaced ones hard-linked aside, staged ones renamed into place,
+    modes changed, then one syncfs()
+ 6. database commit (the new state row carries the txid): the commit point
+ 7. entries kept aside are deleted, directories no package owns any more are removed if empty
+ 8. post scriptlets, then triggers once for the whole changeset
+ 9. journal deleted
+
+A crash before 6 is undone (every action reversed, in reverse order); after 6 it is finished.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conary.runtime.actions import Action, MakeDir, PutFile, RemoveDir, RemoveFile, SetMeta
+from conary.runtime.cas import ContentStore
+from conary.runtime.db import Database
+from conary.runtime.errors import MissingContentError
+from conary.runtime.journal import Journal, JournalRecord
+from conary.runtime.plan import Plan
+from conary.runtime.safefs import RootFS
+
+CRASH_ENV = "CONARY_CRASH_AFTER_OPS"
+
+
+class OpCounter:
+    """Counts filesystem mutations; CONARY_CRASH_AFTER_OPS=N sends SIGKILL to this process after the
+    Nth one (the crash tests use it to stop a real run at every point)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        raw = os.environ.get(CRASH_ENV, "")
+        self.crash_after = int(raw) if raw.isdigit() else None
+
+    def __call__(self) -> None:
+        self.count += 1
+        if self.crash_after is not None and self.count >= self.crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class TxContext:
+    fs: RootFS
+    cas: ContentStore
+    txid: str
+    mutated: Callable[[], None]
+
+    def copy_object(self, sha256: str, fd: int) -> None:
+        self.cas.copy_into(sha256, fd)
+
+
+@dataclass(frozen=True)
+class TxResult:
+    txid: str
+    state: int
+    plan: Plan
+    triggers: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+
+def _split(actions: tuple[Action, ...]) -> dict[type, list[Action]]:
+    groups: dict[type, list[Action]] = {MakeDir: [], PutFile: [], RemoveFile: [], SetMeta: [], RemoveDir: []}
+    for action in actions:
+        groups[type(action)].append(action)
+    return groups
+
+
+def _changed_paths(actions: tuple[Action, ...]) -> set[str]:
+    return {a.dest if isinstance(a, PutFile) else a.path for a in actions}
+
+
+def _run_scriptlets(root: str, calls: tuple[tuple[str, str, str], ...], sandbox: str) -> list[str]:
+    """Run scriptlet CALLS in order; a failure raises. Returns warnings."""
+    if not calls:
+        return []
+    try:
+        from conary.runtime.scriptlets import run_scriptlet
+    except ImportError:
+        return [f"scriptlets skipped (no scriptlet runner available): {', '.join(c[0] for c in calls)}"]
+    for package, kind, script in calls:
+        run_scriptlet(Path(root), package, kind, script, sandbox)
+    return []
+
+
+def _run_triggers(root: str, paths: set[str], sandbox: str) -> tuple[str, ...]:
+    if not paths:
+        return ()
+    try:
+        from conary.runtime.triggers import run_triggers
+    except ImportError:
+        return ()
+    return tuple(run_triggers(Path(root), paths, sandbox))
+
+
+class Engine:
+    def __init__(
+        self, root: str, fs: RootFS, db: Database, cas: ContentStore, journal: Journal, counter: OpCounter
+    ) -> None:
+        self.root = root
+        self.fs = fs
+        self.db = db
+        self.cas = cas
+        self.journal = journal
+        self.counter = counter
+
+    def _ctx(self, txid: str) -> TxContext:
+        return TxContext(self.fs, self.cas, txid, self.counter)
+
+    def check_content(self, plan: Plan) -> None:
+        missing = sorted(
+            {
+                a.sha256
+                for a in plan.actions
+                if isinstance(a, PutFile) and a.type == "file" and not self.cas.has(a.sha256)
+            }
+        )
+        if missing:
+            raise MissingContentError(
+                f"{len(missing)} file content(s) are not in the content store (first: {missing[0]})",
+                where=self.root,
+                hint="install the packages again from their .ccs files (content may have been garbage-collected)",
+            )
+
+    def run(self, plan: Plan, sandbox: str) -> TxResult:
+        self.check_content(plan)
+        txid = secrets.token_hex(6)
+        record = JournalRecord(
+            txid,
+            plan.operation,
+            plan.summary,
+            plan.actions,
+            tuple((p.manifest_id, p.components) for p in plan.packages),
+            plan.scriptlets_post,
+            sandbox,
+        )
+        self.journal.write(record)
+        self.counter()
+        ctx = self._ctx(txid)
+        groups = _split(plan.actions)
+        try:
+            pre_warnings = _run_scriptlets(self.root, plan.scriptlets_pre, sandbox)
+            for action in groups[MakeDir]:
+                action.execute(ctx)
+            for action in groups[PutFile]:
+                action.stage(ctx)  # type: ignore[union-attr]
+            self.fs.syncfs()
+            for kind in (RemoveFile, PutFile, SetMeta):
+                for action in groups[kind]:
+                    action.execute(ctx)
+            self.fs.syncfs()
+        except BaseException:
+            self._reverse(record)
+            raise
+        state = self.db.commit_state(txid, plan.summary, plan.packages, plan.target)
+        self.counter()
+        triggers, warnings = self._complete(record)
+        return TxResult(txid, state, plan, triggers, (*pre_warnings, *warnings))
+
+    def _reverse(self, record: JournalRecord) -> None:
+        ctx = self._ctx(record.txid)
+        for action in reversed(record.actions):
+            action.reverse(ctx)
+        self.fs.syncfs()
+        self.journal.close(record.txid)
+        self.counter()
+
+    def _complete(self, record: JournalRecord) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        ctx = self._ctx(record.txid)
+        for action in record.actions:
+            action.finish(ctx)
+        warnings: list[str] = []
+        if not self.journal.post_done(record.txid):
+            try:
+                warnings += _run_scriptlets(self.root, record.scriptlets_post, record.sandbox)
+            except Exception as err:  # the changeset is committed; a failing post scriptlet is reported
+                warnings.append(str(err))
+            self.journal.mark_post_done(record.txid)
+        triggers: tuple[str, ...] = ()
+        try:
+            triggers = _run_triggers(self.root, _changed_paths(record.actions), record.sandbox)
+        except Exception as err:
+            warnings.append(str(err))
+        self.journal.close(record.txid)
+        self.counter()
+        return triggers, tuple(warnings)
+
+    def recover(self) -> list[str]:
+        """Finish or undo every interrupted transaction. Returns one line per transaction."""
+        done = []
+        for record in self.journal.pending():
+            if self.db.is_committed(record.txid):
+                _, warnings = self._complete(record)
+                done.append(f"completed interrupted transaction {record.txid} ({record.summary})")
+                done += [f"warning: {w}" for w in warnings]
+            else:
+                self._reverse(record)
+                done.append(f"rolled back interrupted transaction {record.txid} ({record.summary})")
+        for leftover in self.journal.leftovers():
+            leftover.unlink()
+        return done

@@ -1,0 +1,384 @@
+"""Run one command in a fresh set of namespaces.
+
+Process layout:
+    caller ── fork ──► outer child: unshare(), uid/gid maps ── fork ──► init (PID 1 of the new PID
+    namespace): mounts, pivot_root ── fork ──► the command (exec)
+The init reaps every orphan and exits with the command's code; when it exits the kernel kills whatever
+is left in the namespace. The outer child only waits and forwards that code to the caller.
+
+Every step before exec reports failure through a close-on-exec pipe as one JSON message, which the
+caller raises as SandboxError; an empty pipe means the command was started.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+from collections.abc import Sequence
+from typing import IO
+
+from conary.errors import ConaryError
+from conary.sandbox import syscalls as sc
+from conary.sandbox.errors import SandboxError, SandboxTimeout
+from conary.sandbox.ops import INIT_PID_NAMESPACE_INODE, Bind, Context, Dev, Operation
+from conary.sandbox.spec import SandboxSpec
+from conary.sandbox.support import check_support
+
+Stream = int | IO[bytes] | IO[str] | None
+
+# The host directory the new root is assembled on. Only this mount namespace sees it covered, and
+# every bind source is pinned by an O_PATH descriptor first, so sources below it stay reachable.
+_STAGING = "/tmp"
+_SETUP_FAILED = 125
+_EXEC_FAILED = 127
+# Forwarded by the init to the command; everything else an init would ignore.
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+# Capabilities no build step needs; dropped from the bounding set so that even root inside the
+# sandbox cannot undo its mounts, load modules, reboot or reconfigure the network.
+_DROPPED_CAPS = (
+    16,  # CAP_SYS_MODULE
+    17,  # CAP_SYS_RAWIO
+    21,  # CAP_SYS_ADMIN
+    22,  # CAP_SYS_BOOT
+    25,  # CAP_SYS_TIME
+    12,  # CAP_NET_ADMIN
+    32,  # CAP_MAC_OVERRIDE
+    33,  # CAP_MAC_ADMIN
+    34,  # CAP_SYSLOG
+)
+
+
+def run(
+    spec: SandboxSpec,
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    stdin: Stream = None,
+    stdout: Stream = None,
+    stderr: Stream = None,
+    timeout: float | None = None,
+) -> int:
+    """Run *argv* in the sandbox *spec* and return its exit code (128+N when killed by signal N).
+
+    stdin/stdout/stderr: None inherits the caller's, or an fd / file object / subprocess.DEVNULL.
+    The caller must drain any pipe it passes. Raises SandboxError when the sandbox cannot be set up
+    or the command cannot be executed, SandboxTimeout when *timeout* seconds pass (the whole
+    sandbox is killed)."""
+    command = [os.fspath(arg) for arg in argv]
+    if not command:
+        raise SandboxError("no command given to run in the sandbox")
+    operations = spec.plan
+    # Decided once, here: inside the children the same questions would get different answers.
+    flags = spec.clone_flags
+    if flags & sc.CLONE_NEWUSER:
+        check_support(privileged=sc.has_cap_sys_admin())
+    _check_sources(spec, operations)
+    streams = [_fileno(s) for s in (stdin, stdout, stderr)]
+    nested = os.stat("/proc/self/ns/pid").st_ino != INIT_PID_NAMESPACE_INODE
+    uid, gid = os.geteuid(), os.getegid()
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    if pid == 0:
+        try:
+            os.close(read_end)
+            _outer(spec, flags, nested, operations, command, streams, write_end, uid, gid)
+        except BaseException as exc:
+            _report(write_end, exc)
+        os._exit(_SETUP_FAILED)
+    os.close(write_end)
+    try:
+        status = _wait(pid, timeout)
+        message = _read_message(read_end)
+    except BaseException:
+        _kill(pid)
+        raise
+    finally:
+        os.close(read_end)
+    if message:
+        raise SandboxError(**json.loads(message))
+    return _exit_code(status)
+
+
+def _read_message(fd: int) -> bytes:
+    # Every writer is dead by now, so whatever was sent is in the pipe. Do not wait for EOF: a process
+    # forked by another thread in the instant the write end existed may still hold a copy.
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return b""
+
+
+def _check_sources(spec: SandboxSpec, operations: Sequence[Operation]) -> None:
+    for op in operations:
+        if isinstance(op, Bind) and not os.path.exists(op.source):
+            raise SandboxError("bind source does not exist", where=op.source)
+    if spec.chroot_root is not None and not os.path.isdir(spec.chroot_root):
+        raise SandboxError("chroot root is not a directory", where=spec.chroot_root)
+
+
+def _fileno(stream: Stream) -> int | None:
+    if stream is None or isinstance(stream, int):
+        return stream
+    stream.flush()
+    return stream.fileno()
+
+
+def _wait(pid: int, timeout: float | None) -> int:
+    if timeout is not None:
+        pidfd = os.pidfd_open(pid)
+        try:
+            ready, _, _ = select.select([pidfd], [], [], timeout)
+        finally:
+            os.close(pidfd)
+        if not ready:
+            _kill(pid)
+            raise SandboxTimeout(f"command did not finish within {timeout:g} seconds and was killed")
+    return os.waitpid(pid, 0)[1]
+
+
+def _kill(pid: int) -> None:
+    # The init has PR_SET_PDEATHSIG=SIGKILL and is PID 1: killing the outer child tears down the lot.
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ChildProcessError, ProcessLookupError):
+        pass
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _report(fd: int, exc: BaseException) -> None:
+    if isinstance(exc, ConaryError):
+        payload = {"what": exc.what, "where": exc.where, "hint": exc.hint}
+    elif isinstance(exc, OSError):
+        payload = {"what": exc.strerror or str(exc), "where": exc.filename, "hint": None}
+    else:
+        payload = {"what": f"{type(exc).__name__}: {exc}", "where": "sandbox", "hint": None}
+    try:
+        os.write(fd, json.dumps(payload).encode())
+    except OSError:
+        pass
+
+
+def _close_all_but(keep: int) -> None:
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+
+
+# --- outer child -------------------------------------------------------------------------------------
+
+
+def _outer(
+    spec: SandboxSpec,
+    flags: int,
+    nested: bool,
+    operations: Sequence[Operation],
+    command: list[str],
+    streams: list[int | None],
+    errfd: int,
+    uid: int,
+    gid: int,
+) -> None:
+    # A terminal's Ctrl-C should kill the sandbox, not raise KeyboardInterrupt in a copy of the caller.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    # Duplicate first, then install: stdout=2 with stderr=1 must swap, not collapse onto one stream.
+    sources = [
+        None if fd is None else os.open(os.devnull, os.O_RDWR) if fd == subprocess.DEVNULL else os.dup(fd)
+        for fd in streams
+    ]
+    for target, fd in enumerate(sources):
+        if fd is not None:
+            os.dup2(fd, target)
+            os.close(fd)
+    # Nothing else of the caller's (its files, other sandboxes' pipes) goes any further.
+    _close_all_but(errfd)
+    try:
+        sc.unshare(flags)
+    except OSError as err:
+        raise _unshare_error(err, flags) from None
+    if flags & sc.CLONE_NEWUSER:
+        _write_id_maps(spec, uid, gid)
+    # The init cannot see its parent across the PID namespace border; a pidfd can.
+    parent = os.pidfd_open(os.getpid())
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _init(spec, flags, nested, operations, command, errfd, parent)
+        except BaseException as exc:
+            _report(errfd, exc)
+        os._exit(_SETUP_FAILED)
+    os.close(errfd)
+    os.close(parent)
+    os._exit(_exit_code(os.waitpid(pid, 0)[1]))
+
+
+def _unshare_error(err: OSError, flags: int) -> SandboxError:
+    what = f"cannot create namespaces: {err.strerror}"
+    if flags & sc.CLONE_NEWUSER:
+        hint = (
+            "user namespaces look allowed by sysctl, so a seccomp filter or container runtime probably "
+            "blocks unshare(CLONE_NEWUSER); run as root or in a container that permits it"
+        )
+        if err.errno == errno.ENOSPC:
+            hint = (
+                "the user namespace limit is reached; raise it with sysctl -w user.max_user_namespaces=15000"
+            )
+    else:
+        hint = "creating namespaces needs CAP_SYS_ADMIN; in a container, allow unshare (e.g. --privileged)"
+    return SandboxError(what, where="unshare", hint=hint)
+
+
+def _write_id_maps(spec: SandboxSpec, uid: int, gid: int) -> None:
+    # An unprivileged process may map exactly its own ids, and only after giving up setgroups().
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{spec.uid} {uid} 1\n"),
+        ("gid_map", f"{spec.gid} {gid} 1\n"),
+    ):
+        path = f"/proc/self/{name}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if name == "setgroups":
+                continue
+            raise
+        try:
+            os.write(fd, text.encode())
+        except OSError as err:
+            raise OSError(err.errno, f"write {text.strip()!r}: {err.strerror}", path) from None
+        finally:
+            os.close(fd)
+
+
+# --- init: PID 1 of the sandbox ----------------------------------------------------------------------
+
+
+def _init(
+    spec: SandboxSpec,
+    flags: int,
+    nested: bool,
+    operations: Sequence[Operation],
+    command: list[str],
+    errfd: int,
+    parent: int,
+) -> None:
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if select.select([parent], [], [], 0)[0]:  # the parent died before the death signal was armed
+        os._exit(_SETUP_FAILED)
+    os.close(parent)
+    # A new session detaches from the caller's terminal (no TIOCSTI into the host's input).
+    os.setsid()
+    _build_root(spec, flags, nested, operations)
+    child = os.fork()
+    if child == 0:
+        try:
+            _exec(spec, bool(flags & sc.CLONE_NEWUSER), command, errfd)
+        except BaseException as exc:
+            _report(errfd, exc)
+        os._exit(_EXEC_FAILED)
+    os.close(errfd)
+    for sig in _FORWARDED:
+        signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == child:
+            os._exit(_exit_code(status))
+
+
+def _build_root(spec: SandboxSpec, flags: int, nested: bool, operations: Sequence[Operation]) -> None:
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    # Pinned now (inside the new mount namespace, where the mounts they point into live), used below.
+    pins: dict[str, int] = {}
+    for op in operations:
+        if isinstance(op, Bind) and op.source not in pins:
+            pins[op.source] = os.open(op.source, os.O_PATH | os.O_CLOEXEC)
+    newroot = _STAGING
+    if spec.chroot_root is None:
+        sc.mount("tmpfs", newroot, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0755")
+    else:
+        root_fd = os.open(spec.chroot_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        sc.mount(f"/proc/self/fd/{root_fd}", newroot, None, sc.MS_BIND | sc.MS_REC)
+        os.close(root_fd)
+    context = Context(pins=pins, user_namespace=bool(flags & sc.CLONE_NEWUSER), nested=nested)
+    for op in operations:
+        try:
+            op.execute(newroot, context)
+        except OSError as err:
+            where = err.filename if isinstance(err.filename, str) else None
+            if where and where.startswith(newroot + "/"):
+                where = where[len(newroot) :]
+            raise SandboxError(f"{op.describe()}: {err.strerror}", where=where) from None
+    for op in operations:
+        if isinstance(op, Dev):
+            op.seal(newroot)
+    if spec.chroot_root is None:
+        sc.remount_readonly(newroot)
+    for fd in pins.values():
+        os.close(fd)
+    socket.sethostname(spec.hostname)
+    if not spec.network:
+        sc.loopback_up()
+    _pivot(newroot)
+
+
+def _pivot(newroot: str) -> None:
+    os.chdir(newroot)
+    try:
+        # Stacks the old root on top of the new one at "/", so no put_old directory is needed.
+        sc.pivot_root(".", ".")
+    except OSError as err:
+        if err.errno != errno.EINVAL:
+            raise
+        # The host root is not a mount point (an initramfs rootfs): move the new root over it instead.
+        sc.mount(".", "/", None, sc.MS_MOVE)
+        os.chroot(".")
+    else:
+        sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+
+
+# --- the command -------------------------------------------------------------------------------------
+
+
+def _exec(spec: SandboxSpec, userns: bool, command: list[str], errfd: int) -> None:
+    # Python ignores these for itself; exec keeps ignored signals ignored, which breaks `yes | head`.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, *_FORWARDED):
+        signal.signal(sig, signal.SIG_DFL)
+    for cap in _DROPPED_CAPS:
+        try:
+            sc.prctl(sc.PR_CAPBSET_DROP, cap)
+        except OSError:
+            pass
+    if not userns and (spec.uid or spec.gid):
+        os.setgroups([])
+        os.setgid(spec.gid)
+        os.setuid(spec.uid)
+    os.umask(0o022)
+    try:
+        os.chdir(spec.cwd)
+    except OSError as err:
+        raise SandboxError(f"cannot enter the working directory: {err.strerror}", where=spec.cwd) from None
+    _close_all_but(errfd)
+    try:
+        os.execvpe(command[0], command, dict(spec.env))
+    except OSError as err:
+        hint = None
+        if isinstance(err, FileNotFoundError):
+            hint = "the sandbox shows only what its operations bind; check the toolchain root and PATH"
+        raise SandboxError(
+            f"cannot execute {command[0]!r}: {err.strerror}", where="sandbox", hint=hint
+        ) from None
