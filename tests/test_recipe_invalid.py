@@ -13,7 +13,11 @@ INVALID = Path(__file__).parent / "data" / "recipes" / "invalid"
 
 # (file stem, key path, message): the one error each file must produce, word for word.
 SINGLE_ERROR_CASES = [
-    ("debian-name", "source.debian", "'XZ Utils' is not a Debian source package name (e.g. 'xz-utils')"),
+    (
+        "debian-name",
+        "source.debian",
+        "'XZ Utils' is not a Debian source package name, optionally =VERSION (e.g. 'xz-utils')",
+    ),
     (
         "additional-checksum",
         "source.additional[1].checksum",

@@ -319,3 +319,15 @@ def test_pkgconfig_binary_and_file_requirements_from_real_scans(
     ]
     with pytest.raises(ResolveError, match=r"nothing provides file\(/bin/sh\) \(needed by "):
         resolve(root, ["tools"], [])
+
+
+def test_package_missing_on_the_http_server_is_a_clear_error(world: dict, root: Path, tmp_path: Path) -> None:
+    repo = _copy_repo(world, tmp_path)
+    (repo / "libfoo-1.0-1.x86_64.ccs").unlink()
+    add_key(root, world["pub"])
+    with http_server(repo) as url:
+        add_repo(root, "web", url)
+        with pytest.raises(RepoError) as err:
+            resolve(root, ["app"])
+    assert f"not found: HTTP 404 for {url}/libfoo-1.0-1.x86_64.ccs" in err.value.render()
+    assert "libfoo-1.0-1.x86_64 from repository web" in err.value.render()

@@ -53,3 +53,21 @@ def test_failing_pre_install_aborts_and_leaves_the_root_unchanged(
         p: v for p, v in before.items() if not p.startswith(("var/lib/conary", "conary"))
     }
     assert not (root / "usr/bin/app").exists()
+
+
+def test_remove_scriptlets_run_around_the_removal(cli, keys: tuple[Path, Path], tmp_path: Path) -> None:
+    scripts = {
+        "pre_remove": "test -x /usr/bin/app && echo app-present > /etc/pre-remove\n",
+        "post_remove": "test -e /usr/bin/app || echo app-gone > /etc/post-remove\n",
+    }
+    built = build_test_packages(tmp_path / "pkgs", keys[0], app_scriptlets=scripts)
+    root = _root(tmp_path, cli, keys[1])
+    r = cli(
+        "--root", root, "install", built["hostlibc"], built["libfoo"], built["app"], "--sandbox", "always"
+    )
+    assert r.code == 0, r.err
+    assert not (root / "etc/pre-remove").exists()
+    r = cli("--root", root, "remove", "app", "--sandbox", "always")
+    assert r.code == 0, r.err
+    assert (root / "etc/pre-remove").read_text() == "app-present\n"
+    assert (root / "etc/post-remove").read_text() == "app-gone\n"

@@ -87,6 +87,8 @@ def test_several_triggers_each_once_in_fixed_order(root: Path) -> None:
     log = _recording_handler(root, "usr/sbin/depmod")
     _recording_handler(root, "usr/bin/systemctl")
     _recording_handler(root, "usr/bin/gtk-update-icon-cache")
+    for directory in ("usr/lib/modules/6.1.0-test", "usr/lib/modules/6.16.1", "usr/share/icons/hicolor"):
+        (root / directory).mkdir(parents=True)
     changed = {
         "usr/lib/modules/6.1.0-test/kernel/a.ko",
         "usr/lib/modules/6.1.0-test/kernel/b.ko",
@@ -181,3 +183,12 @@ def test_patterns_do_not_overmatch() -> None:
     assert get_trigger("update-desktop-database").matches({"usr/share/applications/foo.txt"}) == []
     assert get_trigger("ldconfig").matches({"usr/lib/python3/dist-packages/x.so"}) == []
     assert get_trigger("systemd-sysusers").matches({"usr/lib/sysusers.d/sub/x.conf"}) == []
+
+
+def test_depmod_skips_a_kernel_the_changeset_removed(root: Path) -> None:
+    log = _recording_handler(root, "usr/sbin/depmod")
+    (root / "usr/lib/modules/6.16.1").mkdir(parents=True)
+    changed = {"usr/lib/modules/6.1.0-gone/kernel/a.ko", "usr/lib/modules/6.16.1/kernel/c.ko"}
+    assert run_triggers(root, changed, "always") == ["depmod"]
+    assert log.read_text().splitlines() == ["usr/sbin/depmod -a 6.16.1"]
+    assert run_triggers(root, {"usr/lib/modules/6.1.0-gone/modules.dep"}, "always") == []

@@ -9,7 +9,7 @@ Public API; the format itself is specified in docs/ccs-format.md.
 
 from __future__ import annotations
 
-from conary.ccs.build import build_package
+from conary.ccs.build import build_package, package_file_name
 from conary.ccs.components import (
     BUILTIN_COMPONENTS,
     DEFAULT_ON,
@@ -19,7 +19,7 @@ from conary.ccs.components import (
     is_default_component,
 )
 from conary.ccs.deps import elf_abi, scan_dependencies, soname_dependency
-from conary.ccs.errors import CcsError, CcsVerifyError
+from conary.ccs.errors import CcsError, CcsInputError, CcsVerifyError
 from conary.ccs.keys import (
     PublicKey,
     SigningKey,
@@ -29,6 +29,7 @@ from conary.ccs.keys import (
     key_id_of,
     load_public_key,
     load_signing_key,
+    new_signing_key,
 )
 from conary.ccs.limits import Limits
 from conary.ccs.manifest import decode_manifest, encode_manifest
@@ -46,6 +47,7 @@ from conary.ccs.model import (
 from conary.ccs.oci import export_oci
 from conary.ccs.reader import Package, open_package
 from conary.ccs.sign import resign_package
+from conary.ccs.spec import BuildSpec, load_build_spec
 
 __all__ = [
     "BUILTIN_COMPONENTS",
@@ -53,7 +55,9 @@ __all__ = [
     "DEPENDENCY_KINDS",
     "FORMAT_VERSION",
     "SCRIPTLET_NAMES",
+    "BuildSpec",
     "CcsError",
+    "CcsInputError",
     "CcsVerifyError",
     "Component",
     "ComponentRules",
@@ -79,9 +83,12 @@ __all__ = [
     "glob_matches",
     "is_default_component",
     "key_id_of",
+    "load_build_spec",
     "load_public_key",
     "load_signing_key",
+    "new_signing_key",
     "open_package",
+    "package_file_name",
     "resign_package",
     "scan_dependencies",
     "soname_dependency",

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from conary.ccs.errors import CcsError
+from conary.ccs.errors import CcsInputError
 
 BUILTIN_COMPONENTS = ("runtime", "lib", "config", "devel", "doc", "debuginfo")
 DEFAULT_ON = frozenset({"runtime", "lib", "config"})
@@ -125,14 +125,14 @@ class ComponentRules:
             globs = tuple(globs)
             for glob in globs:
                 if not isinstance(glob, str) or not glob.strip():
-                    raise CcsError(
+                    raise CcsInputError(
                         f"component rule {name!r} holds {glob!r}; expected non-empty glob strings",
                         where=f"components.{name}",
                     )
             if name == EXCLUDE:
                 exclude = globs
             elif not COMPONENT_NAME.match(name):
-                raise CcsError(
+                raise CcsInputError(
                     f"invalid component name {name!r}",
                     where=f"components.{name}",
                     hint="use lowercase letters, digits, '_', '+' or '-'",

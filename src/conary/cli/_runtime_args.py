@@ -33,7 +33,7 @@ def report_recovered(lines: list[str] | tuple[str, ...]) -> None:
         output.notice(line)
 
 
-def render_outcome(outcome, as_json: bool) -> int:  # noqa: ANN001 - conary.runtime.Outcome
+def render_outcome(outcome, as_json: bool) -> int:
     report_recovered(outcome.recovered)
     if as_json:
         output.emit_json(outcome.to_json())

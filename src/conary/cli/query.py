@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         q.set_defaults(func=func)
 
 
-def _emit(args: argparse.Namespace, items: list, text: list[str]) -> int:  # noqa: ANN001
+def _emit(args: argparse.Namespace, items: list, text: list[str]) -> int:
     if args.json:
         output.emit_json(items)
     else:

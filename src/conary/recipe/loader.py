@@ -35,8 +35,9 @@ from conary.recipe.schema import SCHEMA, Validator, get, valid_items
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*\Z")
 VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# Debian Policy 5.6.1: lower-case letters, digits, + - . ; at least two characters.
-DEBIAN_SOURCE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+\Z")
+# Debian Policy 5.6.1: lower-case letters, digits, + - . ; at least two characters; optionally
+# pinned to a Debian version as PACKAGE=VERSION (epoch and revision allowed).
+DEBIAN_SOURCE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+(=[0-9][0-9A-Za-z.+~:-]*)?\Z")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 URL_SCHEMES = ("http", "https", "ftp", "file")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
@@ -238,7 +239,10 @@ def _source(t: dict[str, Any], v: Validator) -> Source:
             v.error("source.checksum", "a checksum applies to source.archive, not to a local source.path")
     debian = get(t, "debian")
     if debian is not None and not DEBIAN_SOURCE_RE.match(debian):
-        v.error("source.debian", f"{debian!r} is not a Debian source package name (e.g. 'xz-utils')")
+        v.error(
+            "source.debian",
+            f"{debian!r} is not a Debian source package name, optionally =VERSION (e.g. 'xz-utils')",
+        )
     elif debian is not None and archive is None:
         v.error(
             "source.debian", "source.debian names where an archive's bytes can be found; give source.archive"
@@ -254,6 +258,12 @@ def _source(t: dict[str, Any], v: Validator) -> Source:
             _check_url(v, f"{where}.url", url)
         if (extract_to := get(row, "extract_to")) is not None:
             _check_relative(v, f"{where}.extract_to", extract_to)
+        row_debian = get(row, "debian")
+        if row_debian is not None and not DEBIAN_SOURCE_RE.match(row_debian):
+            v.error(
+                f"{where}.debian",
+                f"{row_debian!r} is not a Debian source package name, optionally =VERSION (e.g. 'gmp')",
+            )
         if url is not None and get(row, "checksum") is not None:
             additional.append(
                 AdditionalSource(
@@ -261,6 +271,7 @@ def _source(t: dict[str, Any], v: Validator) -> Source:
                     checksum=get(row, "checksum"),
                     extract=get(row, "extract", True),
                     extract_to=extract_to,
+                    debian=row_debian,
                 )
             )
     return Source(

@@ -49,6 +49,7 @@ class AdditionalSource:
     checksum: Checksum
     extract: bool = True
     extract_to: str | None = None
+    debian: str | None = None
 
 
 @dataclass(frozen=True)

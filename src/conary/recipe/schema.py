@@ -55,6 +55,7 @@ SCHEMA: dict[str, Field] = {
                     "checksum": Field("checksum", required=True),
                     "extract": Field("bool"),
                     "extract_to": Field("str"),
+                    "debian": Field("str"),
                 },
             ),
         },

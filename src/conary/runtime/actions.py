@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Protocol
 
 from conary.runtime.safefs import RootFS, parent_of
@@ -215,10 +215,10 @@ _KINDS: dict[str, type[Any]] = {cls.kind: cls for cls in (MakeDir, PutFile, Remo
 
 
 def action_to_json(action: Action) -> dict[str, Any]:
-    return {"kind": action.kind, **asdict(action)}
+    return {"kind": action.kind, **{f.name: getattr(action, f.name) for f in fields(action)}}
 
 
 def action_from_json(data: dict[str, Any]) -> Action:
-    fields = dict(data)
-    cls = _KINDS[fields.pop("kind")]
-    return cls(**fields)  # type: ignore[no-any-return]
+    values = dict(data)
+    cls = _KINDS[values.pop("kind")]
+    return cls(**values)  # type: ignore[no-any-return]

@@ -90,6 +90,17 @@ class ContentStore:
         self._on_mutation()
         return True
 
+    def new_tmp(self) -> tuple[Path, int]:
+        """A fresh temporary object file (path, descriptor open for writing)."""
+        self.tmp.mkdir(mode=0o755, parents=True, exist_ok=True)
+        tmp = self.tmp / f"{secrets.token_hex(8)}.part"
+        return tmp, os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+
+    def adopt(self, tmp: Path, sha256: str) -> None:
+        """Rename a completed temporary object into place (its durability is the caller's)."""
+        os.rename(tmp, self._prefix_dir(sha256) / sha256[2:])
+        self._on_mutation()
+
     def open(self, sha256: str) -> int:
         try:
             return os.open(self.path(sha256), os.O_RDONLY | os.O_CLOEXEC)
@@ -104,13 +115,7 @@ class ContentStore:
         """Copy object SHA256 into the open file DST_FD (in-kernel where possible)."""
         src = self.open(sha256)
         try:
-            size = os.fstat(src).st_size
-            offset = 0
-            while offset < size:
-                n = os.copy_file_range(src, dst_fd, min(_COPY_CHUNK, size - offset), offset, offset)
-                if n == 0:
-                    break
-                offset += n
+            copy_fd(src, dst_fd)
         finally:
             os.close(src)
 
@@ -151,3 +156,14 @@ class ContentStore:
     def leftovers(self) -> list[Path]:
         """Temporary files an interrupted write left behind."""
         return sorted(self.tmp.iterdir()) if self.tmp.is_dir() else []
+
+
+def copy_fd(src: int, dst: int) -> None:
+    """Copy all of SRC into DST from offset 0, in the kernel (copy_file_range)."""
+    size = os.fstat(src).st_size
+    offset = 0
+    while offset < size:
+        n = os.copy_file_range(src, dst, min(_COPY_CHUNK, size - offset), offset, offset)
+        if n == 0:
+            raise OSError(f"short copy at offset {offset} of {size}")
+        offset += n

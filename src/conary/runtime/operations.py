@@ -7,14 +7,14 @@ under ``dry_run``.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conary.ccs import CcsError, Dependency, FileEntry, PublicKey, open_package
+from conary.ccs import CcsError, Dependency, PublicKey, open_package
 from conary.errors import InputError
 from conary.runtime.errors import DependencyError, RuntimeStateError
 from conary.runtime.model import FileMap, Selected, components_for
@@ -83,22 +83,15 @@ def _open(path: Path, keys: list[PublicKey], allow_untrusted: bool) -> Any:
         raise type(err)(err.what, where=err.where or str(path), hint=err.hint)
 
 
-def _import_content(session: RootSession, pkg: Any, entries: Iterable[FileEntry]) -> int:
-    """Put the content of ENTRIES into the store (each distinct content once). Returns objects written."""
-    todo: dict[str, FileEntry] = {}
-    for entry in entries:
-        if entry.type == "file" and entry.sha256 not in todo and not session.cas.has(entry.sha256):
-            todo[entry.sha256] = entry
-    if not todo:
-        return 0
-
-    def put(entry: FileEntry) -> bool:
-        # iter_file_data re-checks every chunk against its id, and the reader checked the file hash.
-        return session.cas.put(entry.sha256, pkg.iter_file_data(entry), verified=True)
-
-    # Decompression and hashing release the GIL: two workers keep both cores busy.
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        return sum(pool.map(put, todo.values(), chunksize=32))
+def _content_sources(loaded: Mapping[str, tuple[Any, Selected]]) -> dict[str, Any]:
+    """sha256 -> a callable yielding that content, for every selected file of the loaded packages."""
+    sources: dict[str, Any] = {}
+    for pkg, sel in loaded.values():
+        for entry in sel.entries():
+            if entry.type == "file" and entry.sha256 not in sources:
+                # iter_file_data re-checks every chunk against its id; the reader checked the file hash.
+                sources[entry.sha256] = functools.partial(pkg.iter_file_data, entry)
+    return sources
 
 
 def _load(
@@ -126,10 +119,8 @@ def _load(
             components = components_for(manifest, [c for c in old.components if c in names])
         else:
             components = components_for(manifest, None)
-        selected_entries = [f for f in manifest.files if f.component in set(components)]
-        _import_content(session, pkg, selected_entries)
         manifest_id = session.db.store_manifest(manifest, getattr(pkg, "signer_key_id", "") or "")
-        out[manifest.name] = Selected(manifest_id, manifest, components)
+        out[manifest.name] = (pkg, Selected(manifest_id, manifest, components))
     return out
 
 
@@ -181,6 +172,7 @@ def _apply(
     sandbox: str,
     check_deps: bool,
     summary: str | None = None,
+    loaded: Mapping[str, tuple[Any, Selected]] | None = None,
 ) -> Outcome:
     if sandbox not in SANDBOX_MODES:
         raise InputError(f"invalid sandbox mode {sandbox!r}", hint=f"use one of {', '.join(SANDBOX_MODES)}")
@@ -193,7 +185,7 @@ def _apply(
     recovered = tuple(session.recovered)
     if dry_run or plan.is_empty:
         return Outcome(plan, None, dry_run, recovered=recovered)
-    result: TxResult = session.engine.run(plan, sandbox)
+    result: TxResult = session.engine.run(plan, sandbox, _content_sources(loaded or {}))
     return Outcome(plan, result.state, False, result.triggers, result.warnings, recovered)
 
 
@@ -223,10 +215,10 @@ def install_packages(
     with _with_root(root, init) as session:
         keys = _trusted(session.root, trusted_keys)
         before = session.db.installed()
-        new = _load(session, sources, before, keys, allow_untrusted)
-        return _apply(
-            session, "install", {**before, **new}, dry_run=dry_run, sandbox=sandbox, check_deps=check_deps
-        )
+        loaded = _load(session, sources, before, keys, allow_untrusted)
+        new = {name: sel for name, (_, sel) in loaded.items()}
+        return _apply(session, "install", {**before, **new}, dry_run=dry_run, sandbox=sandbox,
+                      check_deps=check_deps, loaded=loaded)
 
 
 def install(
@@ -245,12 +237,12 @@ def install(
         sources, wanted = _sources(session, items)
         keys = _trusted(session.root, trusted_keys)
         before = session.db.installed()
-        new = _load(session, sources, before, keys, allow_untrusted, wanted)
+        loaded = _load(session, sources, before, keys, allow_untrusted, wanted)
+        new = {name: sel for name, (_, sel) in loaded.items()}
         if operation == "update":
             new = {n: s for n, s in new.items() if _is_change(before.get(n), s)}
-        return _apply(
-            session, operation, {**before, **new}, dry_run=dry_run, sandbox=sandbox, check_deps=check_deps
-        )
+        return _apply(session, operation, {**before, **new}, dry_run=dry_run, sandbox=sandbox,
+                      check_deps=check_deps, loaded=loaded)
 
 
 def _is_change(old: Selected | None, new: Selected) -> bool:

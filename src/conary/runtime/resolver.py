@@ -193,20 +193,23 @@ def _identifier(requirement: Requirement) -> str:
     return f"{requirement.kind}({requirement.name})"
 
 
-def _capability_provided(entry: IndexEntry, kind: str, name: str) -> bool:
-    if any(d.kind == kind and d.name == name for d in entry.provides):
-        return True
-    if kind == "soname" and "(" not in name:
-        # A request may leave out the ABI qualifier: soname(libz.so.1) matches libz.so.1(x86-64).
-        return any(d.kind == "soname" and d.name.startswith(name + "(") for d in entry.provides)
-    if kind in ("file", "interpreter", "binary"):
-        path = name.lstrip("/")
-        if kind == "binary" and "/" not in path:
-            return any(
-                f"{d}/{path}" in entry.files for d in ("usr/bin", "usr/sbin", "bin", "sbin", "usr/local/bin")
-            )
-        return path in entry.files
-    return False
+_BIN_DIRS = ("usr/bin", "usr/sbin", "bin", "sbin", "usr/local/bin", "usr/local/sbin")
+
+
+def capabilities(entry: IndexEntry) -> set[tuple[str, str]]:
+    """Every (kind, name) ENTRY satisfies: its provides, plus what its file list implies."""
+    caps = {(d.kind, d.name) for d in entry.provides}
+    for d in entry.provides:
+        if d.kind == "soname" and d.name.endswith(")") and "(" in d.name:
+            # A request may leave out the ABI qualifier: soname(libz.so.1) matches libz.so.1(x86-64).
+            caps.add(("soname", d.name[: d.name.rindex("(")]))
+    for path in entry.files:
+        caps.add(("file", "/" + path))
+        caps.add(("interpreter", "/" + path))
+        directory, _, base = path.rpartition("/")
+        if directory in _BIN_DIRS:
+            caps.add(("binary", base))
+    return caps
 
 
 class IndexProvider(resolvelib.AbstractProvider):
@@ -219,7 +222,15 @@ class IndexProvider(resolvelib.AbstractProvider):
             self._by_name.setdefault(cand.name, []).append(cand)
         for cands in self._by_name.values():
             cands.sort(key=self._rank)
-        self._all = [c for cands in self._by_name.values() for c in cands]
+        # (kind, name) -> its providers, each provider's versions best first.
+        self._providers: dict[tuple[str, str], list[PackageCandidate]] = {}
+        self._caps: dict[int, set[tuple[str, str]]] = {}
+        for cands in self._by_name.values():
+            for cand in cands:
+                caps = capabilities(cand.entry)
+                self._caps[id(cand)] = caps
+                for cap in caps:
+                    self._providers.setdefault(cap, []).append(cand)
 
     @staticmethod
     def _rank(cand: PackageCandidate) -> Any:
@@ -266,11 +277,8 @@ class IndexProvider(resolvelib.AbstractProvider):
                 found.append(InstalledCandidate(identifier))
             # Every version of every provider, best first within each provider; the pin each one
             # carries lets the package's own requirements veto it and resolvelib try the next.
-            found.extend(
-                ProvidedBy(identifier, cand)
-                for cand in self._all
-                if _capability_provided(cand.entry, first.kind, first.name)
-            )
+            providers = self._providers.get((first.kind, first.name), ())
+            found.extend(ProvidedBy(identifier, cand) for cand in providers)
         else:
             package_reqs = [r for r in reqs if isinstance(r, PackageRequirement)]
             if not any(r.explicit or r.pin for r in package_reqs) and all(
@@ -302,15 +310,13 @@ class IndexProvider(resolvelib.AbstractProvider):
                     entry.name, pin=(entry.version, entry.release, entry.arch, candidate.provider.repo.name)
                 )
             ]
-        own = {(d.kind, d.name) for d in candidate.entry.provides}
+        own = self._caps.get(id(candidate)) or capabilities(candidate.entry)
         deps: list[Requirement] = []
         for dep in candidate.entry.requires:
             if dep.kind == "package":
                 if dep.name != candidate.name:
                     deps.append(PackageRequirement(dep.name, dep.version))
-            elif (dep.kind, dep.name) not in own and not _capability_provided(
-                candidate.entry, dep.kind, dep.name
-            ):
+            elif (dep.kind, dep.name) not in own:
                 deps.append(CapabilityRequirement(dep.kind, dep.name))
         return deps
 

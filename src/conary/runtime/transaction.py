@@ -21,12 +21,14 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from conary.runtime.actions import Action, MakeDir, PutFile, RemoveDir, RemoveFile, SetMeta
-from conary.runtime.cas import ContentStore
+from conary.runtime.cas import ContentStore, copy_fd
 from conary.runtime.db import Database
 from conary.runtime.errors import MissingContentError
 from conary.runtime.journal import Journal, JournalRecord
@@ -42,13 +44,64 @@ class OpCounter:
 
     def __init__(self) -> None:
         self.count = 0
+        self._lock = threading.Lock()
         raw = os.environ.get(CRASH_ENV, "")
         self.crash_after = int(raw) if raw.isdigit() else None
 
     def __call__(self) -> None:
-        self.count += 1
-        if self.crash_after is not None and self.count >= self.crash_after:
-            os.kill(os.getpid(), signal.SIGKILL)
+        with self._lock:
+            self.count += 1
+            if self.crash_after is not None and self.count >= self.crash_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+ContentSources = Mapping[str, Callable[[], Iterable[bytes]]]
+
+
+class ContentFeeder:
+    """Where staged file content comes from: the content store, or a package whose content is not in
+    the store yet. Such content is written in one pass to the staged file and to a new store object,
+    which is renamed into the store only after the syncfs that makes it durable."""
+
+    def __init__(self, cas: ContentStore, sources: ContentSources) -> None:
+        self.cas = cas
+        self.sources = sources
+        self.pending: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def missing(self, wanted: Iterable[str]) -> list[str]:
+        return sorted({s for s in wanted if s not in self.sources and not self.cas.has(s)})
+
+    def fill(self, sha256: str, fd: int) -> None:
+        with self._lock:
+            tmp = self.pending.get(sha256)
+        if tmp is not None:
+            with open(tmp, "rb") as src:  # type: ignore[call-overload]
+                copy_fd(src.fileno(), fd)
+            return
+        if sha256 not in self.sources or self.cas.has(sha256):
+            self.cas.copy_into(sha256, fd)
+            return
+        path, cfd = self.cas.new_tmp()
+        try:
+            for block in self.sources[sha256]():
+                _write_all(fd, block)
+                _write_all(cfd, block)
+        finally:
+            os.close(cfd)
+        with self._lock:
+            self.pending[sha256] = path
+
+    def adopt(self) -> None:
+        for sha256, tmp in sorted(self.pending.items()):
+            self.cas.adopt(tmp, sha256)  # type: ignore[arg-type]
+        self.pending.clear()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 @dataclass
@@ -57,9 +110,13 @@ class TxContext:
     cas: ContentStore
     txid: str
     mutated: Callable[[], None]
+    feeder: ContentFeeder | None = None
 
     def copy_object(self, sha256: str, fd: int) -> None:
-        self.cas.copy_into(sha256, fd)
+        if self.feeder is not None:
+            self.feeder.fill(sha256, fd)
+        else:
+            self.cas.copy_into(sha256, fd)
 
 
 @dataclass(frozen=True)
@@ -119,14 +176,8 @@ class Engine:
     def _ctx(self, txid: str) -> TxContext:
         return TxContext(self.fs, self.cas, txid, self.counter)
 
-    def check_content(self, plan: Plan) -> None:
-        missing = sorted(
-            {
-                a.sha256
-                for a in plan.actions
-                if isinstance(a, PutFile) and a.type == "file" and not self.cas.has(a.sha256)
-            }
-        )
+    def check_content(self, plan: Plan, feeder: ContentFeeder) -> None:
+        missing = feeder.missing(a.sha256 for a in plan.actions if isinstance(a, PutFile) and a.type == "file")
         if missing:
             raise MissingContentError(
                 f"{len(missing)} file content(s) are not in the content store (first: {missing[0]})",
@@ -134,8 +185,9 @@ class Engine:
                 hint="install the packages again from their .ccs files (content may have been garbage-collected)",
             )
 
-    def run(self, plan: Plan, sandbox: str) -> TxResult:
-        self.check_content(plan)
+    def run(self, plan: Plan, sandbox: str, sources: ContentSources | None = None) -> TxResult:
+        feeder = ContentFeeder(self.cas, sources or {})
+        self.check_content(plan, feeder)
         txid = secrets.token_hex(6)
         record = JournalRecord(
             txid,
@@ -149,14 +201,15 @@ class Engine:
         self.journal.write(record)
         self.counter()
         ctx = self._ctx(txid)
+        ctx.feeder = feeder
         groups = _split(plan.actions)
         try:
             pre_warnings = _run_scriptlets(self.root, plan.scriptlets_pre, sandbox)
             for action in groups[MakeDir]:
                 action.execute(ctx)
-            for action in groups[PutFile]:
-                action.stage(ctx)  # type: ignore[union-attr]
+            self._stage(ctx, groups[PutFile])  # type: ignore[arg-type]
             self.fs.syncfs()
+            feeder.adopt()
             for kind in (RemoveFile, PutFile, SetMeta):
                 for action in groups[kind]:
                     action.execute(ctx)
@@ -168,6 +221,22 @@ class Engine:
         self.counter()
         triggers, warnings = self._complete(record)
         return TxResult(txid, state, plan, triggers, (*pre_warnings, *warnings))
+
+    def _stage(self, ctx: TxContext, puts: list[PutFile]) -> None:
+        """Stage every new file; one content at a time per worker (two workers keep both cores busy
+        while the other waits on I/O or decompression)."""
+        by_content: dict[str, list[PutFile]] = {}
+        for action in puts:
+            key = action.sha256 if action.type == "file" else f"symlink:{action.dest}"
+            by_content.setdefault(key, []).append(action)
+
+        def stage_group(group: list[PutFile]) -> None:
+            for action in group:
+                action.stage(ctx)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for _ in pool.map(stage_group, by_content.values()):
+                pass
 
     def _reverse(self, record: JournalRecord) -> None:
         ctx = self._ctx(record.txid)
@@ -209,5 +278,7 @@ class Engine:
                 self._reverse(record)
                 done.append(f"rolled back interrupted transaction {record.txid} ({record.summary})")
         for leftover in self.journal.leftovers():
+            leftover.unlink()
+        for leftover in self.cas.leftovers():
             leftover.unlink()
         return done

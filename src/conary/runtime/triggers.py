@@ -45,8 +45,9 @@ class Trigger:
     description: str
     patterns: tuple[str, ...]
     handlers: tuple[str, ...]  # candidate handler paths in the root, first existing one is used
-    # argv after the handler; may depend on the matched paths (depmod per kernel, icons per theme)
-    args: Callable[[Sequence[str]], list[list[str]]] = field(default=lambda matched: [[]])
+    # argv after the handler, one list per invocation; may depend on the root and the matched
+    # paths (depmod per kernel, the icon cache per theme)
+    args: Callable[[Path, Sequence[str]], list[list[str]]] = field(default=lambda root, matched: [[]])
 
     def handler_in(self, root: Path) -> str | None:
         for candidate in self.handlers:
@@ -59,27 +60,22 @@ class Trigger:
         return sorted(p for p in paths if regex.match(p))
 
 
-def _per_top_dir(base: str) -> Callable[[Sequence[str]], list[list[str]]]:
-    """One invocation per first directory under BASE among the matched paths (a kernel, a theme)."""
-
-    def args(matched: Sequence[str]) -> list[list[str]]:
-        names = sorted({p[len(base) + 1 :].split("/", 1)[0] for p in matched if p.startswith(base + "/")})
-        return [[name] for name in names if name]
-
-    return args
+def _top_dirs(root: Path, base: str, matched: Sequence[str]) -> set[str]:
+    """First directories under BASE that matched paths fall in and that still exist in ROOT (a
+    changeset that removed a whole kernel or icon theme leaves nothing to refresh there)."""
+    names = {p[len(base) + 1 :].split("/", 1)[0] for p in matched if p.startswith(base + "/")}
+    return {name for name in names if name and (root / base / name).is_dir()}
 
 
-def _depmod_args(matched: Sequence[str]) -> list[list[str]]:
-    versions: set[str] = set()
-    for base in ("usr/lib/modules", "lib/modules"):
-        versions.update(v[0] for v in _per_top_dir(base)(matched))
+def _depmod_args(root: Path, matched: Sequence[str]) -> list[list[str]]:
+    versions = _top_dirs(root, "usr/lib/modules", matched) | _top_dirs(root, "lib/modules", matched)
     return [["-a", v] for v in sorted(versions)]
 
 
-def _icon_args(matched: Sequence[str]) -> list[list[str]]:
+def _icon_args(root: Path, matched: Sequence[str]) -> list[list[str]]:
     return [
-        ["-q", "-t", "-f", f"/usr/share/icons/{theme[0]}"]
-        for theme in _per_top_dir("usr/share/icons")(matched)
+        ["-q", "-t", "-f", f"/usr/share/icons/{t}"]
+        for t in sorted(_top_dirs(root, "usr/share/icons", matched))
     ]
 
 
@@ -108,28 +104,28 @@ BUILTIN_TRIGGERS: tuple[Trigger, ...] = (
         "create files and directories declared in tmpfiles.d",
         ("usr/lib/tmpfiles.d/*",),
         ("usr/bin/systemd-tmpfiles", "bin/systemd-tmpfiles"),
-        lambda matched: [["--create"]],
+        lambda root, matched: [["--create"]],
     ),
     Trigger(
         "update-mime-database",
         "rebuild the shared MIME-info database",
         ("usr/share/mime/packages/*",),
         ("usr/bin/update-mime-database",),
-        lambda matched: [["/usr/share/mime"]],
+        lambda root, matched: [["/usr/share/mime"]],
     ),
     Trigger(
         "update-desktop-database",
         "rebuild the desktop entry MIME cache",
         ("usr/share/applications/*.desktop",),
         ("usr/bin/update-desktop-database",),
-        lambda matched: [["-q", "/usr/share/applications"]],
+        lambda root, matched: [["-q", "/usr/share/applications"]],
     ),
     Trigger(
         "glib-compile-schemas",
         "compile GSettings schemas",
         ("usr/share/glib-2.0/schemas/*",),
         ("usr/bin/glib-compile-schemas",),
-        lambda matched: [["/usr/share/glib-2.0/schemas"]],
+        lambda root, matched: [["/usr/share/glib-2.0/schemas"]],
     ),
     Trigger(
         "gtk-update-icon-cache",
@@ -143,14 +139,14 @@ BUILTIN_TRIGGERS: tuple[Trigger, ...] = (
         "rebuild the fontconfig cache",
         ("usr/share/fonts/**",),
         ("usr/bin/fc-cache",),
-        lambda matched: [["-s"]],
+        lambda root, matched: [["-s"]],
     ),
     Trigger(
         "systemctl-daemon-reload",
         "reload systemd unit files",
         ("usr/lib/systemd/system/*", "lib/systemd/system/*"),
         ("usr/bin/systemctl", "bin/systemctl"),
-        lambda matched: [["daemon-reload"]],
+        lambda root, matched: [["daemon-reload"]],
     ),
 )
 
@@ -273,7 +269,7 @@ def plan_triggers(root: str | os.PathLike[str], changed_paths: Iterable[str]) ->
         handler = trigger.handler_in(root)
         if handler is None:
             continue
-        commands = tuple((handler, *args) for args in trigger.args(matched))
+        commands = tuple((handler, *args) for args in trigger.args(root, matched))
         if commands:
             planned.append(PlannedTrigger(trigger, handler, commands, tuple(matched)))
     return planned

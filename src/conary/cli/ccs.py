@@ -1,0 +1,227 @@
+"""`conary ccs`: keygen, build, sign, verify, inspect, extract and export CCS packages."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from conary.cli import output
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "ccs",
+        help="build, sign, verify, inspect, extract and export CCS packages",
+        description="Work with CCS packages (format 1, see docs/ccs-format.md).",
+    )
+    sub = p.add_subparsers(dest="ccs_command", metavar="ACTION", parser_class=type(p))
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    k = sub.add_parser("keygen", help="create an Ed25519 signing key (KEY, KEY.pub)")
+    k.add_argument(
+        "--output", "-o", required=True, metavar="KEY", help="secret key path; KEY.pub is written too"
+    )
+    k.set_defaults(func=_keygen)
+
+    b = sub.add_parser(
+        "build",
+        help="build a .ccs from DIR/ccs.toml and a file tree",
+        description="Build a package from DIR/ccs.toml and the tree DIR/root (or --source). "
+        "SOURCE_DATE_EPOCH (default 0) stamps the archive.",
+    )
+    b.add_argument("dir", metavar="DIR", help="directory holding ccs.toml")
+    b.add_argument("--source", metavar="TREE", help="file tree to pack (default: DIR/root)")
+    b.add_argument(
+        "--output", "-o", metavar="OUTDIR", help="where the .ccs goes (default: current directory)"
+    )
+    b.add_argument("--key", metavar="KEY", help="signing key (default: the user's default key)")
+    b.add_argument("--no-split-debug", action="store_true", help="keep debug info in the binaries")
+    b.add_argument("--level", type=int, default=None, metavar="N", help="zstd level for objects")
+    b.set_defaults(func=_build)
+
+    s = sub.add_parser("sign", help="replace a package's signature (atomically)")
+    s.add_argument("package", metavar="PKG")
+    s.add_argument("--key", required=True, metavar="KEY")
+    s.set_defaults(func=_sign)
+
+    v = sub.add_parser("verify", help="verify a package completely; exit 0 if valid")
+    v.add_argument("package", metavar="PKG")
+    v.add_argument(
+        "--trust", action="append", metavar="PUBKEY", help="accept only these signers (repeatable)"
+    )
+    v.set_defaults(func=_verify)
+
+    i = sub.add_parser("inspect", help="show a package's identity, components, files and dependencies")
+    i.add_argument("package", metavar="PKG")
+    i.add_argument("--files", action="store_true", help="list files")
+    i.add_argument("--deps", action="store_true", help="list provides and requires")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=_inspect)
+
+    x = sub.add_parser("extract", help="verify, then write a package's files below DEST")
+    x.add_argument("package", metavar="PKG")
+    x.add_argument("dest", metavar="DEST")
+    x.add_argument(
+        "--component", action="append", metavar="NAME", help="extract only this component (repeatable)"
+    )
+    x.set_defaults(func=_extract)
+
+    e = sub.add_parser("export", help="export packages as an OCI image archive")
+    e.add_argument("packages", nargs="+", metavar="PKG")
+    e.add_argument("--format", choices=["oci"], default="oci", help="image format (oci)")
+    e.add_argument("--output", "-o", required=True, metavar="IMAGE.tar")
+    e.add_argument("--tag", default="latest", help="reference name inside the archive (default: latest)")
+    e.add_argument("--arch", help="image architecture when the packages are all noarch")
+    e.set_defaults(func=_export)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from conary.ccs import generate_keypair, load_public_key
+
+    private, public = generate_keypair(args.output)
+    print(f"{private}\n{public}")
+    output.notice(f"key id {load_public_key(public).key_id}")
+    return 0
+
+
+def _epoch() -> int:
+    from conary.ccs.errors import CcsInputError
+
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "0").strip() or "0"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise CcsInputError(f"SOURCE_DATE_EPOCH={raw!r} is not an integer")
+    return value
+
+
+def _build(args: argparse.Namespace) -> int:
+    from conary.ccs import build_package, ensure_default_key, load_signing_key
+    from conary.ccs.build import DEFAULT_COMPRESSION_LEVEL
+    from conary.ccs.keys import default_key_path
+    from conary.ccs.spec import load_build_spec
+
+    spec = load_build_spec(args.dir)
+    tree = Path(args.source) if args.source else Path(args.dir) / "root"
+    if args.key:
+        key = load_signing_key(args.key)
+    else:
+        key, created = ensure_default_key()
+        if created:
+            output.notice(f"created signing key {default_key_path()} (key id {key.key_id})")
+    path = build_package(
+        tree,
+        spec.meta,
+        output_dir=Path(args.output or "."),
+        signing_key=key,
+        component_rules=spec.components,
+        scriptlets=spec.scriptlets,
+        provenance=spec.provenance,
+        source_date_epoch=_epoch(),
+        split_debug=not args.no_split_debug,
+        compression_level=DEFAULT_COMPRESSION_LEVEL if args.level is None else args.level,
+    )
+    print(path)
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from conary.ccs import resign_package
+
+    key_id = resign_package(args.package, args.key)
+    output.notice(f"signed {args.package} with key {key_id}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from conary.ccs import load_public_key, open_package
+
+    # A failed check raises CcsVerifyError: one line naming the flaw, exit status 1.
+    trusted = [load_public_key(p) for p in args.trust] if args.trust else None
+    with open_package(args.package, trusted) as pkg:
+        print(f"OK {pkg.nevra} signed by {pkg.signer_key_id}")
+    return 0
+
+
+def inspect_data(pkg: Any) -> dict[str, Any]:
+    m = pkg.manifest
+    return {
+        "name": m.name,
+        "version": m.version,
+        "release": m.release,
+        "arch": m.arch,
+        "nevra": m.nevra,
+        "metadata": dict(m.metadata),
+        "signer": pkg.signer_key_id,
+        "components": {
+            c.name: {
+                "default": c.default,
+                "files": len(m.files_in(c.name)),
+                "size": sum(f.size for f in m.files_in(c.name)),
+                "root": c.root,
+            }
+            for c in m.components
+        },
+        "files": [
+            {
+                "path": f.path,
+                "type": f.type,
+                "mode": f.mode,
+                "size": f.size,
+                "sha256": f.sha256,
+                "component": f.component,
+                **({"target": f.target} if f.target else {}),
+                **({"config": True} if f.config else {}),
+            }
+            for f in m.files
+        ],
+        "provides": [{"kind": d.kind, "name": d.name, "version": d.version} for d in m.provides],
+        "requires": [{"kind": d.kind, "name": d.name, "version": d.version} for d in m.requires],
+        "scriptlets": sorted(m.scriptlets),
+        "content_root": m.content_root,
+    }
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from conary.ccs import open_package
+
+    with open_package(args.package) as pkg:
+        data = inspect_data(pkg)
+    if args.json:
+        output.emit_json(data)
+        return 0
+    print(f"{data['nevra']}  (signed by {data['signer']})")
+    if data["metadata"].get("summary"):
+        print(f"  {data['metadata']['summary']}")
+    print(f"  content_root {data['content_root']}")
+    for name, comp in data["components"].items():
+        flag = "default" if comp["default"] else "optional"
+        print(f"  :{name:<10} {flag:<8} {comp['files']:>6} entries {comp['size']:>12} bytes")
+    if args.files:
+        for f in data["files"]:
+            extra = f" -> {f['target']}" if f["type"] == "symlink" else ""
+            print(f"  {f['mode']:04o} {f['size']:>10} {f['component']:<9} {f['path']}{extra}")
+    if args.deps:
+        for key in ("provides", "requires"):
+            for d in data[key]:
+                version = f" {d['version']}" if d["version"] else ""
+                print(f"  {key[:-1]:<8} {d['kind']}({d['name']}){version}")
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from conary.ccs import open_package
+
+    with open_package(args.package) as pkg:
+        pkg.extract(Path(args.dest), args.component)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from conary.ccs import export_oci
+
+    path = export_oci(args.packages, Path(args.output), arch=args.arch, tag=args.tag)
+    print(path)
+    return 0

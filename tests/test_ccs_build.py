@@ -1,0 +1,218 @@
+"""Building packages from real trees: components, dependencies, debug split, determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conary.ccs import (
+    CcsInputError,
+    PackageMeta,
+    build_package,
+    classify_component,
+    generate_keypair,
+    load_signing_key,
+    open_package,
+)
+from conary.ccs.keys import new_signing_key
+from helpers_ccs import LIBZ, ZLIB_VERSION, make_elf_tree
+
+KEY = new_signing_key()
+META = PackageMeta("zlib", ZLIB_VERSION, "1", "x86_64", summary="compression library")
+
+
+@pytest.fixture(scope="module")
+def elf_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_elf_tree(tmp_path_factory.mktemp("elf") / "root")
+
+
+@pytest.fixture(scope="module")
+def elf_package(elf_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_package(
+        elf_tree,
+        META,
+        output_dir=tmp_path_factory.mktemp("out"),
+        signing_key=KEY,
+        source_date_epoch=1700000000,
+    )
+
+
+def test_inspect_json_shows_sonames_libc_pkgconfig_and_components(elf_package: Path, cli) -> None:
+    r = cli("ccs", "inspect", elf_package, "--json")
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    assert (data["name"], data["version"], data["release"], data["arch"]) == (
+        "zlib",
+        ZLIB_VERSION,
+        "1",
+        "x86_64",
+    )
+    provides = {(d["kind"], d["name"]): d["version"] for d in data["provides"]}
+    requires = {(d["kind"], d["name"]) for d in data["requires"]}
+    assert ("soname", "libz.so.1(x86-64)") in provides
+    assert provides[("pkgconfig", "zlib")] == ZLIB_VERSION
+    assert provides[("package", "zlib")] == f"{ZLIB_VERSION}-1"
+    assert ("binary", "zhello") in provides
+    assert ("soname", "libc.so.6(x86-64)") in requires  # NEEDED of libz and zhello
+    assert ("soname", "libz.so.1(x86-64)") not in requires  # zhello's NEEDED, satisfied by the package
+    assert ("interpreter", "/lib64/ld-linux-x86-64.so.2") in requires
+    assert ("file", "/usr/bin/python3") in requires  # zscript's #! line
+    assert ("pkgconfig", "libpng") in requires and ("pkgconfig", "libzstd") in requires
+    assert ("pkgconfig", "zlib") not in requires  # zhello.pc requires it, the package provides it
+
+    component = {f["path"]: f["component"] for f in data["files"]}
+    assert component[f"usr/lib/{LIBZ.name}"] == "lib"
+    assert component["usr/lib/libz.so.1"] == "lib"
+    assert component["usr/lib/libz.so"] == "devel"  # unversioned symlink for the linker
+    assert component["usr/lib/libz.a"] == "devel"
+    assert component["usr/include/zlib.h"] == "devel"
+    assert component["usr/lib/pkgconfig/zlib.pc"] == "devel"
+    assert component["usr/share/doc/zlib/README"] == "doc"
+    assert component["usr/share/man/man3/zlib.3"] == "doc"
+    assert component["etc/zhello.conf"] == "config"
+    assert component["usr/bin/zhello"] == "runtime"
+    debug = [p for p in component if p.startswith("usr/lib/debug/.build-id/") and p.endswith(".debug")]
+    assert debug and all(component[p] == "debuginfo" for p in debug)
+
+    comps = data["components"]
+    assert {n: c["default"] for n, c in comps.items()} == {
+        "config": True,
+        "debuginfo": False,
+        "devel": False,
+        "doc": False,
+        "lib": True,
+        "runtime": True,
+    }
+    assert comps["lib"]["files"] == 2 and comps["lib"]["size"] == LIBZ.stat().st_size
+    assert all(len(c["root"]) == 64 for c in comps.values()) and len(data["content_root"]) == 64
+    entry = next(f for f in data["files"] if f["path"] == "usr/bin/zscript")
+    assert entry["mode"] == 0o755 and entry["type"] == "file" and len(entry["sha256"]) == 64
+
+
+def test_debug_split_strips_binary_and_links_debug_file(
+    elf_package: Path, elf_tree: Path, tmp_path: Path
+) -> None:
+    original = (elf_tree / "usr/bin/zhello").read_bytes()
+    with open_package(elf_package) as pkg:
+        pkg.extract(tmp_path / "x", ["runtime", "debuginfo"])
+        debug = [f for f in pkg.manifest.files if f.component == "debuginfo" and f.type == "file"]
+    binary = tmp_path / "x/usr/bin/zhello"
+    assert (elf_tree / "usr/bin/zhello").read_bytes() == original  # caller's tree untouched
+    assert binary.stat().st_size < len(original)
+    sections = subprocess.run(
+        ["objdump", "-h", str(binary)], capture_output=True, text=True, check=True
+    ).stdout
+    assert ".gnu_debuglink" in sections and ".debug_info" not in sections
+    debug_file = tmp_path / "x" / debug[0].path
+    debug_sections = subprocess.run(["objdump", "-h", str(debug_file)], capture_output=True, text=True).stdout
+    assert ".debug_info" in debug_sections
+    assert (
+        subprocess.run([str(binary)], capture_output=True, text=True, env={"LD_LIBRARY_PATH": ""}).returncode
+        == 0
+    )
+
+
+def test_no_split_debug_keeps_binary(elf_tree: Path, tmp_path: Path) -> None:
+    path = build_package(elf_tree, META, output_dir=tmp_path, signing_key=KEY, split_debug=False)
+    with open_package(path) as pkg:
+        assert "debuginfo" not in {c.name for c in pkg.manifest.components}
+        entry = next(f for f in pkg.manifest.files if f.path == "usr/bin/zhello")
+        assert pkg.read_file(entry) == (elf_tree / "usr/bin/zhello").read_bytes()
+
+
+@pytest.mark.slow
+def test_same_tree_twice_is_byte_identical(tmp_path: Path) -> None:
+    steps = ["lib", "links", "static", "bin", "script", "headers", "pc", "pc2", "doc", "etc", "big", "empty"]
+    reverse = list(reversed(steps))
+    first = make_elf_tree(tmp_path / "a-some-path" / "root", order=steps)
+    second = make_elf_tree(tmp_path / "b" / "deeper" / "elsewhere", order=reverse)
+    rng = random.Random(7)
+    for dirpath, _dirs, files in os.walk(second):
+        for name in files:
+            t = rng.randint(1_000_000, 2_000_000_000)
+            os.utime(os.path.join(dirpath, name), (t, t), follow_symlinks=False)
+    out_a, out_b = tmp_path / "out-a", tmp_path / "out-b"
+    a = build_package(first, META, output_dir=out_a, signing_key=KEY, source_date_epoch=1234567890)
+    b = build_package(
+        second, META, output_dir=out_b, signing_key=KEY, source_date_epoch=1234567890, workers=1
+    )
+    assert a.name == b.name == f"zlib-{ZLIB_VERSION}-1.x86_64.ccs"
+    assert a.read_bytes() == b.read_bytes()
+    c = build_package(first, META, output_dir=tmp_path / "out-c", signing_key=KEY, source_date_epoch=1)
+    assert c.read_bytes() != a.read_bytes()
+
+
+def test_component_overrides_and_exclude(tmp_path: Path) -> None:
+    tree = tmp_path / "root"
+    for rel in ("usr/bin/tool", "usr/share/tool/extra.txt", "usr/share/tool/skip.log", "usr/lib/libx.so.2"):
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(rel)
+    rules = {"doc": ["/usr/share/tool/*.txt"], "extras": ["usr/bin/**"], "exclude": ["**/*.log"]}
+    path = build_package(
+        tree, PackageMeta("t", "1"), output_dir=tmp_path, signing_key=KEY, component_rules=rules
+    )
+    with open_package(path) as pkg:
+        comp = {f.path: f.component for f in pkg.manifest.files}
+        defaults = {c.name: c.default for c in pkg.manifest.components}
+        pkg.extract(tmp_path / "x", ["extras"])
+    assert comp["usr/share/tool/extra.txt"] == "doc"
+    assert comp["usr/bin/tool"] == "extras" and comp["usr/bin"] == "extras"
+    assert comp["usr/lib/libx.so.2"] == "lib"
+    assert "usr/share/tool/skip.log" not in comp
+    assert defaults["extras"] is False
+    assert sorted(p.name for p in (tmp_path / "x/usr/bin").iterdir()) == ["tool"]
+    assert not (tmp_path / "x/usr/lib").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("etc/ssl/openssl.cnf", "config"),
+        ("usr/lib/debug/.build-id/ab/cdef.debug", "debuginfo"),
+        ("usr/lib/x86_64-linux-gnu/libfoo.so.1.debug", "debuginfo"),
+        ("usr/include/foo/bar.h", "devel"),
+        ("usr/lib/libfoo.a", "devel"),
+        ("usr/lib/x86_64-linux-gnu/pkgconfig/foo.pc", "devel"),
+        ("usr/lib/cmake/Foo/FooConfig.cmake", "devel"),
+        ("usr/share/aclocal/foo.m4", "devel"),
+        ("usr/share/doc/foo/README", "doc"),
+        ("usr/share/man/man1/foo.1.gz", "doc"),
+        ("usr/share/info/foo.info", "doc"),
+        ("usr/lib/libfoo.so.1.2.3", "lib"),
+        ("usr/lib64/libfoo.so", "lib"),
+        ("lib/x86_64-linux-gnu/libc.so.6", "lib"),
+        ("usr/lib/python3/dist-packages/mod.so", "runtime"),
+        ("usr/bin/foo", "runtime"),
+        ("usr/share/foo/data", "runtime"),
+    ],
+)
+def test_builtin_component_rules(path: str, expected: str) -> None:
+    assert classify_component(path) == expected
+
+
+def test_unversioned_so_symlink_is_devel() -> None:
+    assert classify_component("usr/lib/libz.so", is_symlink=True) == "devel"
+    assert classify_component("usr/lib/libz.so.1", is_symlink=True) == "lib"
+
+
+def test_bad_metadata_and_special_files_are_refused(tmp_path: Path) -> None:
+    tree = tmp_path / "root"
+    tree.mkdir()
+    with pytest.raises(CcsInputError, match="invalid name"):
+        build_package(tree, PackageMeta("bad name", "1"), output_dir=tmp_path, signing_key=KEY)
+    os.mkfifo(tree / "fifo")
+    with pytest.raises(CcsInputError, match="unsupported file type"):
+        build_package(tree, PackageMeta("ok", "1"), output_dir=tmp_path, signing_key=KEY)
+    assert not list(tmp_path.glob("*.ccs"))
+
+
+def test_keypair_files(tmp_path: Path) -> None:
+    private, public = generate_keypair(tmp_path / "k")
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert public.read_text().split()[2] == load_signing_key(private).key_id
+    assert len(load_signing_key(private).key_id) == 16
