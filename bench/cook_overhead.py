@@ -29,8 +29,8 @@ from conary.cook.pipeline import load
 from conary.distro_tree import tree_dir
 
 
-def bare_build(recipe_path: Path, options: CookOptions, jobs: int, scratch: Path) -> float:
-    """Unpack and run the steps with sh, outside any sandbox; return the steps' wall time."""
+def bare_build(recipe_path: Path, options: CookOptions, jobs: int, scratch: Path) -> dict[str, float]:
+    """Unpack and run the steps with sh, outside any sandbox; return each step's wall time and the total."""
     from conary.recipe import MacroContext
 
     recipe = load(recipe_path)
@@ -54,8 +54,10 @@ def bare_build(recipe_path: Path, options: CookOptions, jobs: int, scratch: Path
     scripts = list(expanded.build.steps())
     if expanded.build.sanity_check is not None:
         scripts.append(("sanity_check", expanded.build.sanity_check.script))
+    times: dict[str, float] = {}
     started = time.perf_counter()
     for step, script in scripts:
+        step_started = time.perf_counter()
         with open(work / f"{step}.log", "wb") as log:
             code = subprocess.run(
                 ["/bin/sh", "-e", "-c", script],
@@ -67,9 +69,10 @@ def bare_build(recipe_path: Path, options: CookOptions, jobs: int, scratch: Path
             ).returncode
         if code != 0:
             sys.exit(f"bare {step} failed with exit code {code}; see {work}/{step}.log")
-    elapsed = time.perf_counter() - started
+        times[f"step:{step}"] = time.perf_counter() - step_started
+    times["build"] = time.perf_counter() - started
     shutil.rmtree(work)
-    return elapsed
+    return times
 
 
 def main() -> int:
@@ -97,32 +100,50 @@ def main() -> int:
             f"recipe: {args.recipe} ({recipe.package.name} {recipe.package.version}), jobs={args.jobs}, "
             f"runs={args.runs} after 1 warm-up pair"
         )
-        cook_build, cook_pack, cook_total, bare = [], [], [], []
+        cook_runs: list[dict[str, float]] = []
+        bare_runs: list[dict[str, float]] = []
         for i in range(args.runs + 1):
-            shutil.rmtree(out, ignore_errors=True)
-            started = time.perf_counter()
-            result = cook_recipe(args.recipe, options)
-            total = time.perf_counter() - started
-            b = bare_build(args.recipe, options, args.jobs, scratch)
+            # Alternate which side goes first, so neither always runs on a warmer machine.
+            order = ("cook", "bare") if i % 2 == 0 else ("bare", "cook")
+            measured: dict[str, dict[str, float]] = {}
+            for side in order:
+                if side == "cook":
+                    shutil.rmtree(out, ignore_errors=True)
+                    started = time.perf_counter()
+                    result = cook_recipe(args.recipe, options)
+                    measured["cook"] = {**result.timings, "total": time.perf_counter() - started}
+                else:
+                    measured["bare"] = bare_build(args.recipe, options, args.jobs, scratch)
+            c, b = measured["cook"], measured["bare"]
             tag = "warm-up" if i == 0 else f"run {i}"
             print(
-                f"  {tag}: cook steps {result.timings['build']:.2f}s, packaging "
-                f"{result.timings['package']:.2f}s, cook total {total:.2f}s | bare steps {b:.2f}s"
+                f"  {tag} ({' then '.join(order)}): cook steps {c['build']:.2f}s, packaging "
+                f"{c['package']:.2f}s, cook total {c['total']:.2f}s | bare steps {b['build']:.2f}s"
             )
-            if i == 0:
-                continue
-            cook_build.append(result.timings["build"])
-            cook_pack.append(result.timings["package"])
-            cook_total.append(total)
-            bare.append(b)
-        m_cook, m_bare = statistics.median(cook_build), statistics.median(bare)
+            if i:
+                cook_runs.append(c)
+                bare_runs.append(b)
+
+        def median(runs: list[dict[str, float]], key: str) -> float:
+            return statistics.median(r[key] for r in runs)
+
+        steps = [k for k in cook_runs[0] if k.startswith("step:")]
+        for key in steps:
+            hermetic, bare = median(cook_runs, key), median(bare_runs, key)
+            print(
+                f"  median {key[5:]:<13} hermetic {hermetic:7.2f}s  bare {bare:7.2f}s  "
+                f"ratio {hermetic / bare:.3f}"
+            )
+        m_cook, m_bare = median(cook_runs, "build"), median(bare_runs, "build")
         print(
             f"median build steps: hermetic {m_cook:.2f}s, bare {m_bare:.2f}s, "
             f"ratio {m_cook / m_bare:.3f} (goal <= 1.10)"
         )
+        ratios = sorted(c["build"] / b["build"] for c, b in zip(cook_runs, bare_runs, strict=True))
+        print(f"per-pair ratios: {', '.join(f'{r:.3f}' for r in ratios)}")
         print(
-            f"median packaging: {statistics.median(cook_pack):.2f}s; median whole cook (unpack, patch, "
-            f"steps, packaging): {statistics.median(cook_total):.2f}s"
+            f"median packaging: {median(cook_runs, 'package'):.2f}s; median whole cook (fetch check, unpack, "
+            f"patch, steps, packaging): {median(cook_runs, 'total'):.2f}s"
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -34,6 +34,10 @@ def _preflight(dest: Path, entries: Sequence[FileEntry]) -> None:
             is_dir = stat.S_ISDIR(st.st_mode)
             checked[rel] = is_dir
             last = depth == len(parts)
+            if stat.S_ISLNK(st.st_mode):
+                raise CcsError(
+                    f"{rel} is a symlink in the destination; extraction never follows symlinks", where=entry.path
+                )
             if not is_dir and not last:
                 raise CcsError(f"{rel} exists in the destination and is not a directory", where=entry.path)
             if last and not (is_dir and entry.type == "dir"):

@@ -152,7 +152,7 @@ def _write_layer(
                 else:
                     assert package is not None
                     info.size = entry.size
-                    tar.addfile(info, _ChunkReader(package.iter_file_data(entry)))
+                    tar.addfile(info, io.BufferedReader(_ChunkReader(package.iter_file_data(entry)), 1 << 18))
     return f"sha256:{compressed.digest.hexdigest()}", f"sha256:{plain.digest.hexdigest()}", compressed.size
 
 

@@ -50,6 +50,8 @@ class CookOptions:
     key: Path | None = None  # None: the user's default key (created on first use)
     live_output: bool = False  # copy step output to stderr as it arrives
     source_date_epoch: int | None = None  # None: $SOURCE_DATE_EPOCH, else from the sources
+    # Added to the manifest's provenance, e.g. {"derivation_key": ...} from the bootstrap.
+    extra_provenance: Mapping[str, Any] = field(default_factory=dict, compare=False)
     progress: Progress | None = field(default=None, compare=False)
 
 
@@ -70,7 +72,7 @@ class CookResult:
     sandbox: str  # "hermetic" or "host"
     source_date_epoch: int
     provenance: Mapping[str, Any]
-    timings: Mapping[str, float]  # seconds: fetch, prepare, build, package
+    timings: Mapping[str, float]  # seconds: fetch, prepare, build (all steps), step:<name>, package
     workdir: Path | None  # set when the work directory was kept (--keep)
     key_created: Path | None  # the default key's path when this cook created it
     warnings: tuple[str, ...] = ()
@@ -261,7 +263,9 @@ def _cook_in(
         scripts.append(("sanity_check", expanded.build.sanity_check.script))
     for step, script in scripts:
         _note(options, step, recipe.package.name)
+        step_started = time.perf_counter()
         code = _run_step(runner, step, script, env, cwd, logs, options.live_output)
+        timings[f"step:{step}"] = time.perf_counter() - step_started
         if code == 0:
             continue
         if step == "check" and expanded.build.check_optional:
@@ -285,6 +289,7 @@ def _cook_in(
         "builder": f"conary {__version__}",
         "sandbox": runner.mode,
         "source_date_epoch": sde,
+        **dict(options.extra_provenance),
     }
     package_path, key_created = _package(expanded, dest_host, options, provenance, sde)
     timings["package"] = time.perf_counter() - started

@@ -127,7 +127,9 @@ def _load(
 # --- dependencies --------------------------------------------------------------------------------
 
 
-def _unmet(packages: Mapping[str, Selected], files: FileMap, root: Path) -> set[tuple[str, Dependency]]:
+def _unmet(packages: Mapping[str, Selected], files: FileMap, root: Path, managed: FileMap
+           ) -> set[tuple[str, Dependency]]:
+    """Requirements nothing satisfies: not a provide, not a path of FILES, not an unmanaged path on disk."""
     provides: set[tuple[str, str]] = set()
     for sel in packages.values():
         provides.add(("package", sel.name))
@@ -141,7 +143,9 @@ def _unmet(packages: Mapping[str, Selected], files: FileMap, root: Path) -> set[
             candidates = [path]
             if dep.kind == "binary" and "/" not in path:
                 candidates = [f"{d}/{path}" for d in _BINARY_DIRS]
-            return any(c in files or os.path.lexists(root / c) for c in candidates)
+            return any(
+                c in files or (c not in managed and os.path.lexists(root / c)) for c in candidates
+            )
         return False
 
     return {(sel.name, dep) for sel in packages.values() for dep in sel.manifest.requires if not met(dep)}
@@ -150,7 +154,8 @@ def _unmet(packages: Mapping[str, Selected], files: FileMap, root: Path) -> set[
 def _check_dependencies(
     session: RootSession, before: Mapping[str, Selected], after: Mapping[str, Selected], target: FileMap
 ) -> None:
-    broken = _unmet(after, target, session.root) - _unmet(before, session.db.current_files(), session.root)
+    current = session.db.current_files()
+    broken = _unmet(after, target, session.root, current) - _unmet(before, current, session.root, current)
     if broken:
         shown = "; ".join(f"{name} needs {dep}" for name, dep in sorted(broken, key=str)[:10])
         raise DependencyError(
