@@ -6,8 +6,9 @@ B (bare): the same source unpacked into a temp dir, the same expanded step scrip
 `sh -e -c` and the same environment (host paths instead of /build and /destdir), no sandbox, no
 packaging.
 
-Runs alternate A B A B after one warm-up pair; medians are reported. The source must be in the
-cache (the script fetches it first, which is the only network use).
+Pairs alternate their order (A B, B A, ...) after one warm-up pair; medians are reported, as wall
+time and as the CPU time of the processes each side ran (steadier on a shared machine). The script
+fetches the source first, the only network use, so the timed runs read the cache.
 
     python bench/cook_overhead.py [RECIPE] [--runs N] [--jobs N]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -75,6 +77,11 @@ def bare_build(recipe_path: Path, options: CookOptions, jobs: int, scratch: Path
     return times
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,6 +114,7 @@ def main() -> int:
             order = ("cook", "bare") if i % 2 == 0 else ("bare", "cook")
             measured: dict[str, dict[str, float]] = {}
             for side in order:
+                cpu_before = _children_cpu()
                 if side == "cook":
                     shutil.rmtree(out, ignore_errors=True)
                     started = time.perf_counter()
@@ -114,11 +122,14 @@ def main() -> int:
                     measured["cook"] = {**result.timings, "total": time.perf_counter() - started}
                 else:
                     measured["bare"] = bare_build(args.recipe, options, args.jobs, scratch)
+                # CPU time of every finished descendant: less sensitive to a busy machine than wall time.
+                measured[side]["cpu"] = _children_cpu() - cpu_before
             c, b = measured["cook"], measured["bare"]
             tag = "warm-up" if i == 0 else f"run {i}"
             print(
-                f"  {tag} ({' then '.join(order)}): cook steps {c['build']:.2f}s, packaging "
-                f"{c['package']:.2f}s, cook total {c['total']:.2f}s | bare steps {b['build']:.2f}s"
+                f"  {tag} ({' then '.join(order)}): cook steps {c['build']:.2f}s (cpu {c['cpu']:.2f}s), "
+                f"packaging {c['package']:.2f}s, cook total {c['total']:.2f}s | bare steps "
+                f"{b['build']:.2f}s (cpu {b['cpu']:.2f}s)"
             )
             if i:
                 cook_runs.append(c)
@@ -140,9 +151,14 @@ def main() -> int:
             f"ratio {m_cook / m_bare:.3f} (goal <= 1.10)"
         )
         ratios = sorted(c["build"] / b["build"] for c, b in zip(cook_runs, bare_runs, strict=True))
+        m_cook_cpu, m_bare_cpu = median(cook_runs, "cpu"), median(bare_runs, "cpu")
+        print(
+            f"median CPU time of the steps' processes: hermetic {m_cook_cpu:.2f}s, bare {m_bare_cpu:.2f}s, "
+            f"ratio {m_cook_cpu / m_bare_cpu:.3f}"
+        )
         print(f"per-pair ratios: {', '.join(f'{r:.3f}' for r in ratios)}")
         print(
-            f"median packaging: {median(cook_runs, 'package'):.2f}s; median whole cook (fetch check, unpack, "
+            f"median packaging: {median(cook_runs, 'package'):.2f}s; whole cook (cache lookup, unpack, "
             f"patch, steps, packaging): {median(cook_runs, 'total'):.2f}s"
         )
     finally:

@@ -60,8 +60,9 @@ def make_deb(tree: Path, out: Path) -> Path:
         "Description: benchmark payload\n"
     )
     deb = out / "benchpkg.deb"
-    subprocess.run(["dpkg-deb", "-Zzstd", "-z3", "-b", str(staging), str(deb)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["dpkg-deb", "-Zzstd", "-z3", "-b", str(staging), str(deb)], check=True, stdout=subprocess.DEVNULL
+    )
     shutil.rmtree(staging)
     return deb
 
@@ -88,8 +89,11 @@ def fresh_conary_root(base: Path, pub: Path) -> Path:
 def timed(argv: list[str]) -> float:
     os.sync()
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.perf_counter() - start
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr}")
+    return elapsed
 
 
 def dpkg(root: Path, *args: str, safe: bool) -> list[str]:
@@ -111,16 +115,27 @@ def main() -> int:
         tree = work / "tree"
         size = make_tree(tree, args.files, args.mb)
         secret, pub = generate_keypair(work / "bench.key")
-        ccs = build_package(tree, PackageMeta("benchpkg", "1.0"), output_dir=work, signing_key=secret,
-                            split_debug=False)
+        ccs = build_package(
+            tree, PackageMeta("benchpkg", "1.0"), output_dir=work, signing_key=secret, split_debug=False
+        )
         deb = make_deb(tree, work)
-        print(f"payload: {args.files} files, {size / 1e6:.0f} MB; .ccs {ccs.stat().st_size / 1e6:.0f} MB, "
-              f".deb {deb.stat().st_size / 1e6:.0f} MB (zstd -3)")
+        print(
+            f"payload: {args.files} files, {size / 1e6:.0f} MB; .ccs {ccs.stat().st_size / 1e6:.0f} MB, "
+            f".deb {deb.stat().st_size / 1e6:.0f} MB (zstd -3)"
+        )
         roots = work / "roots"
         roots.mkdir()
-        results: dict[str, list[float]] = {k: [] for k in (
-            "conary install", "conary remove", "conary rollback", "dpkg install safe", "dpkg install unsafe",
-            "dpkg remove")}
+        results: dict[str, list[float]] = {
+            k: []
+            for k in (
+                "conary install",
+                "conary remove",
+                "conary rollback",
+                "dpkg install safe",
+                "dpkg install unsafe",
+                "dpkg remove",
+            )
+        }
         for run in range(args.runs + 1):  # run 0 is the warm-up
             sample: dict[str, float] = {}
             # Alternate: conary, dpkg safe, dpkg unsafe (removal after each install).
@@ -133,8 +148,12 @@ def main() -> int:
             sample["dpkg remove"] = timed(dpkg(root, "-r", "benchpkg", safe=True))
             shutil.rmtree(root)
             root = fresh_conary_root(roots, pub)
-            subprocess.run([*CONARY, "--root", str(root), "install", str(ccs)], check=True, stdout=subprocess.DEVNULL)
-            sample["conary rollback"] = timed([*CONARY, "--root", str(root), "system", "state", "rollback", "0"])
+            subprocess.run(
+                [*CONARY, "--root", str(root), "install", str(ccs)], check=True, stdout=subprocess.DEVNULL
+            )
+            sample["conary rollback"] = timed(
+                [*CONARY, "--root", str(root), "system", "state", "rollback", "0"]
+            )
             shutil.rmtree(root)
             root = fresh_dpkg_root(roots)
             sample["dpkg install unsafe"] = timed(dpkg(root, "-i", str(deb), safe=False))
@@ -142,8 +161,11 @@ def main() -> int:
             if run:
                 for key, value in sample.items():
                     results[key].append(value)
-            print(f"run {run}{' (warm-up)' if not run else ''}: "
-                  + ", ".join(f"{k} {v:.2f}s" for k, v in sample.items()), flush=True)
+            print(
+                f"run {run}{' (warm-up)' if not run else ''}: "
+                + ", ".join(f"{k} {v:.2f}s" for k, v in sample.items()),
+                flush=True,
+            )
         med = {k: statistics.median(v) for k, v in results.items()}
         print("\nmedians of", args.runs, "runs:")
         for key, value in med.items():

@@ -177,7 +177,11 @@ def craft_package(
     out = bytearray()
     for name, blob in (("MANIFEST", data), ("MANIFEST.sig", sig)):
         out += make_header(name, len(blob), epoch) + blob + padding(len(blob))
-    for object_id in sorted(objects):
+    order = list(objects)
+    if not isinstance(manifest, bytes):  # format order: first use in the manifest, extras last
+        first_use = list(dict.fromkeys(c for f in manifest.files for c in f.chunks))
+        order = [i for i in first_use if i in objects] + [i for i in objects if i not in first_use]
+    for object_id in order:
         blob = objects[object_id] if raw_objects else compress(objects[object_id])
         out += (
             make_header(f"objects/{object_id[:2]}/{object_id[2:]}", len(blob), epoch)
@@ -187,3 +191,11 @@ def craft_package(
     out += end_of_archive(len(out))
     path.write_bytes(bytes(out))
     return path
+
+
+def make_manifest_for(files: Sequence[FileEntry], provenance: Mapping[str, str]) -> Manifest:
+    """make_manifest plus provenance and a scriptlet, for round-trip tests."""
+    manifest = make_manifest(files)
+    return Manifest(
+        **{**manifest.__dict__, "provenance": dict(provenance), "scriptlets": {"post_install": "true"}}
+    )

@@ -16,8 +16,9 @@ from conary.ccs import PackageMeta, build_package, generate_keypair, load_public
 TreeSpec = Mapping[str, object]
 
 
-def snapshot_tree(root: str | os.PathLike[str], exclude: tuple[str, ...] = ("var/lib/conary", "conary")
-                  ) -> dict[str, tuple[object, ...]]:
+def snapshot_tree(
+    root: str | os.PathLike[str], exclude: tuple[str, ...] = ("var/lib/conary", "conary")
+) -> dict[str, tuple[object, ...]]:
     """Every entry under ROOT: path -> (type, mode, uid, gid, sha256 | symlink target)."""
     root = Path(root)
     out: dict[str, tuple[object, ...]] = {}
@@ -83,13 +84,27 @@ def write_tree(tree: Path, spec: TreeSpec) -> None:
             raise ValueError(f"bad spec for {rel}: {value!r}")
 
 
-def build(workdir: Path, keys: Keys, name: str, version: str, spec: TreeSpec, *, release: str = "1",
-          scriptlets: Mapping[str, str] | None = None) -> Path:
+def build(
+    workdir: Path,
+    keys: Keys,
+    name: str,
+    version: str,
+    spec: TreeSpec,
+    *,
+    release: str = "1",
+    scriptlets: Mapping[str, str] | None = None,
+) -> Path:
     """A real signed .ccs of SPEC, written under WORKDIR/out."""
     tree = workdir / "trees" / f"{name}-{version}-{release}"
     write_tree(tree, spec)
-    return build_package(tree, PackageMeta(name, version, release), output_dir=workdir / "out",
-                         signing_key=keys.secret, scriptlets=scriptlets, split_debug=False)
+    return build_package(
+        tree,
+        PackageMeta(name, version, release),
+        output_dir=workdir / "out",
+        signing_key=keys.secret,
+        scriptlets=scriptlets,
+        split_debug=False,
+    )
 
 
 def expected_tree(base: Mapping[str, tuple[object, ...]], *specs: TreeSpec) -> dict[str, tuple[object, ...]]:
@@ -148,15 +163,29 @@ def write_raw_package(out: Path, keys: Keys, name: str, entries: list[tuple[str,
             files.append(FileEntry(path, "dir", 0o755, 0, 0, 0, "", (), "", "runtime", False))
     files.sort(key=lambda f: f.path.encode())
     components = (Component("runtime", True, component_root(files)),)
-    manifest = Manifest(FORMAT_VERSION, name, "1", "1", "x86_64", {}, tuple(files), components, (), (),
-                        content_root=content_root(components))
+    manifest = Manifest(
+        FORMAT_VERSION,
+        name,
+        "1",
+        "1",
+        "x86_64",
+        {},
+        tuple(files),
+        components,
+        (),
+        (),
+        content_root=content_root(components),
+    )
     from conary.ccs import load_signing_key
 
     data = encode_manifest(manifest)
     sig = encode_signature(load_signing_key(keys.secret), data)
     blob = bytearray()
-    for member, payload_bytes in [("MANIFEST", data), ("MANIFEST.sig", sig),
-                                  *((f"objects/{k[:2]}/{k[2:]}", v) for k, v in sorted(objects.items()))]:
+    for member, payload_bytes in [
+        ("MANIFEST", data),
+        ("MANIFEST.sig", sig),
+        *((f"objects/{k[:2]}/{k[2:]}", v) for k, v in sorted(objects.items())),
+    ]:
         blob += make_header(member, len(payload_bytes), 0) + payload_bytes + padding(len(payload_bytes))
     blob += end_of_archive(len(blob))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -205,6 +205,10 @@ def test_bad_metadata_and_special_files_are_refused(tmp_path: Path) -> None:
     tree.mkdir()
     with pytest.raises(CcsInputError, match="invalid name"):
         build_package(tree, PackageMeta("bad name", "1"), output_dir=tmp_path, signing_key=KEY)
+    os.symlink("../../etc/passwd", tree / "escape")
+    with pytest.raises(CcsInputError, match="symlink points out of the package root"):
+        build_package(tree, PackageMeta("ok", "1"), output_dir=tmp_path, signing_key=KEY)
+    os.unlink(tree / "escape")
     os.mkfifo(tree / "fifo")
     with pytest.raises(CcsInputError, match="unsupported file type"):
         build_package(tree, PackageMeta("ok", "1"), output_dir=tmp_path, signing_key=KEY)

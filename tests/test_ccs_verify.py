@@ -268,3 +268,13 @@ def test_object_changed_after_open_is_caught(good_package: Path, tmp_path: Path)
         with pytest.raises(CcsVerifyError):
             b"".join(pkg.iter_file_data(entry))
     assert hashlib.sha256(b"").hexdigest()
+
+
+def test_objects_out_of_first_use_order(tmp_path: Path) -> None:
+    from conary.ccs.manifest import encode_manifest
+
+    manifest, _ = _one_file([file_entry("a", b"first\n"), file_entry("b", b"second\n")])
+    objects = {sha(b"second\n"): b"second\n", sha(b"first\n"): b"first\n"}  # b's object before a's
+    pkg = craft_package(tmp_path / "p.ccs", encode_manifest(manifest), objects, KEY)
+    with pytest.raises(CcsVerifyError, match="not in first-use order"):
+        open_package(pkg)

@@ -7,6 +7,7 @@ cannot be written, so a broken sandbox cannot pass by writing nothing.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -92,7 +93,6 @@ def listener():  # type: ignore[no-untyped-def]
     server.close()
 
 
-@pytest.mark.slow
 def test_build_steps_cannot_reach_the_host(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listener
 ) -> None:
@@ -135,3 +135,32 @@ def test_build_steps_cannot_reach_the_host(
     assert "LC_ALL=C" in env.splitlines() and "TZ=UTC" in env.splitlines()
     # Host paths are never seen by the step.
     assert str(tmp_path) not in env
+
+
+# The secret is assembled by a shell builtin into a file, so no probe's own argv contains it.
+LEAK_PROBE = r"""
+printf '%s-%s\n' sekrit 6a1f > /tmp/pattern
+found=0
+for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do
+  if tr '\0' '\n' < "$f" | grep -qF -f /tmp/pattern; then echo "secret visible in $f"; found=1; fi
+done
+test "$found" = 0
+"""
+
+
+def test_the_packagers_exported_environment_is_not_visible(conary_bin, tmp_path: Path) -> None:
+    """A secret exported in the shell that runs `conary cook` is in no /proc/*/environ nor cmdline."""
+    steps = {"install": LEAK_PROBE}
+    recipe = tiny_recipe(tmp_path, steps=steps, name="leak")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
+        "CONARY_KEY_DIR": str(tmp_path / "keys"),
+        "CONARY_DEPLOY_TOKEN": "sekrit-6a1f",
+    }
+    r = conary_bin(
+        "cook", "--output", tmp_path / "dist", "--source-cache", tmp_path / "cache", recipe, env=env
+    )
+    assert r.returncode == 0, r.stderr
+    assert list((tmp_path / "dist").glob("*.ccs"))

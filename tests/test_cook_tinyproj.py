@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from helpers_cook import TINY_MTIME, make_tarball, sha256, tiny_recipe
+from helpers_cook import TINY_MTIME, TINYPROJ, make_tarball, sha256, tiny_recipe, write_recipe
 
 
 @pytest.fixture
@@ -203,7 +204,9 @@ def test_additional_sources_go_where_the_recipe_says(cli, cook_env: Path) -> Non
     (path,) = (cook_env / "dist").glob("*.ccs")
     pkg = open_package(path)
     assert [s["key"] for s in pkg.manifest.provenance["sources"]] == [
-        "source.archive", "source.additional[0]", "source.additional[1]"
+        "source.archive",
+        "source.additional[0]",
+        "source.additional[1]",
     ]
     pkg.extract(cook_env / "root")
     share = cook_env / "root" / "usr/share/t"
@@ -247,3 +250,62 @@ def test_sysroot_replaces_the_host_toolchain(cli, cook_env: Path) -> None:
     pkg = open_package(path)
     pkg.extract(cook_env / "root")
     assert (cook_env / "root" / "seen").read_text() == "mine\n"
+
+
+def test_workdir_macros_and_recipe_environment_reach_the_steps(cli, cook_env: Path) -> None:
+    from conary.ccs import open_package
+
+    steps = {
+        "install": "mkdir -p %(destdir)s/usr/share/t\n"
+        "pwd > %(destdir)s/usr/share/t/pwd\n"
+        "echo '%(jobs)s %(name)s-%(version)s' > %(destdir)s/usr/share/t/macros\n"
+        'echo "$MAKEFLAGS $GREETING $CFLAGS" > %(destdir)s/usr/share/t/env'
+    }
+    extra = '\n[build.environment]\nGREETING = "hi"\nCFLAGS = "-O1"\n'
+    recipe = tiny_recipe(cook_env, steps=steps, extra=extra)
+    text = recipe.read_text().replace("[build]\n", '[build]\nworkdir = "obj/x"\n', 1)
+    recipe.write_text(text)
+    r = cli(
+        "cook",
+        "--json",
+        "--jobs",
+        "3",
+        "--output",
+        cook_env / "dist",
+        "--source-cache",
+        cook_env / "cache",
+        recipe,
+    )
+    assert r.code == 0, r.err
+    (result,) = json.loads(r.out)
+    assert result["sandbox"] == "hermetic"
+    assert set(result["timings"]) >= {"fetch", "prepare", "build", "step:install", "package"}
+    root = cook_env / "root"
+    open_package(Path(result["package"])).extract(root)
+    share = root / "usr/share/t"
+    assert (share / "pwd").read_text() == "/build/obj/x\n"
+    assert (share / "macros").read_text() == "3 tinyproj-1.0\n"
+    assert (share / "env").read_text() == "-j3 hi -O1 -ffile-prefix-map=/build=/usr/src/tinyproj-1.0\n"
+
+
+def test_mirrors_from_the_command_line_and_the_config_file(cli, cook_env: Path) -> None:
+    """The archive's URL is unreachable; the bytes come from a directory mirror found by file name."""
+    tarball = make_tarball(TINYPROJ, cook_env / "tinyproj-1.0.tar.gz", "tinyproj-1.0")
+    mirror = cook_env / "mirror"
+    mirror.mkdir()
+    shutil.move(tarball, mirror / tarball.name)
+    recipe = write_recipe(
+        cook_env, "tinyproj", "http://127.0.0.1:1/tinyproj-1.0.tar.gz", sha256(mirror / tarball.name)
+    )
+
+    r = _cook(cli, recipe, cook_env / "one", cook_env / "cache-one", "--mirror", mirror)
+    assert r.code == 0, r.err
+
+    config = cook_env / "xdg-config" / "conary" / "mirrors.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f'[[mirror]]\nurl = "{mirror}"\n')
+    r = _cook(cli, recipe, cook_env / "two", cook_env / "cache-two")
+    assert r.code == 0, r.err
+    assert (cook_env / "one" / "tinyproj-1.0-1.x86_64.ccs").read_bytes() == (
+        cook_env / "two" / "tinyproj-1.0-1.x86_64.ccs"
+    ).read_bytes()

@@ -7,9 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from helpers_runtime import Keys, build, expected_tree, make_keys, new_root, snapshot_tree
 
 from conary.runtime import install_packages, list_installed, verify
+from helpers_runtime import Keys, build, expected_tree, make_keys, new_root, snapshot_tree
 
 ALPHA1 = {
     "usr/bin/alpha": ("file", b"echo alpha 1\n", 0o755),
@@ -115,6 +115,9 @@ def test_dry_run_prints_the_plan_and_changes_nothing(root: Path, pkgs: dict[str,
         k: v for k, v in before.items() if not k.startswith("var/lib/conary")
     }
     assert list_installed(root) == []
+    assert list((root / "conary/objects").rglob("*/*")) == []  # not even the content store
+    db = sqlite3.connect(root / "var/lib/conary/conary.db")
+    assert db.execute("SELECT COUNT(*) FROM manifests").fetchone()[0] == 0
 
 
 def test_shared_paths_are_refcounted(root: Path, pkgs: dict[str, Path], cli) -> None:
@@ -270,7 +273,42 @@ def test_api_installs_into_a_fresh_directory(tmp_path: Path, pkgs: dict[str, Pat
     from conary.ccs import load_public_key
 
     root = tmp_path / "fresh"
-    outcome = install_packages(root, [pkgs["alpha1"], pkgs["beta"]], trusted_keys=[load_public_key(keys.public)])
+    outcome = install_packages(
+        root, [pkgs["alpha1"], pkgs["beta"]], trusted_keys=[load_public_key(keys.public)]
+    )
     assert outcome.state == 1
-    assert snapshot_tree(root) == expected_tree(snapshot_tree(root, exclude=("var/lib/conary", "conary", "usr", "etc")),
-                                                ALPHA1, BETA)
+    assert snapshot_tree(root) == expected_tree(
+        snapshot_tree(root, exclude=("var/lib/conary", "conary", "usr", "etc")), ALPHA1, BETA
+    )
+
+
+def test_install_and_update_by_name_from_a_repository(tmp_path: Path, keys: Keys, cli) -> None:
+    from conary.ccs import load_signing_key
+    from conary.runtime.index import write_index
+
+    repo = tmp_path / "repo"
+    v1 = build(tmp_path / "b1", keys, "named", "1.0", {"usr/bin/named": ("file", b"1\n", 0o755)})
+    repo.mkdir()
+    (repo / v1.name).write_bytes(v1.read_bytes())
+    write_index(repo, load_signing_key(keys.secret))
+    root = new_root(tmp_path / "root", keys)
+    assert cli("--root", root, "repo", "add", "local", repo).code == 0
+    r = cli("--root", root, "install", "named")
+    assert r.code == 0, r.err
+    assert (root / "usr/bin/named").read_bytes() == b"1\n"
+    v2 = build(tmp_path / "b2", keys, "named", "2.0", {"usr/bin/named": ("file", b"2\n", 0o755)})
+    (repo / v2.name).write_bytes(v2.read_bytes())
+    write_index(repo, load_signing_key(keys.secret))
+    cli("--root", root, "repo", "sync")
+    r = cli("--root", root, "update")
+    assert r.code == 0, r.err
+    assert (root / "usr/bin/named").read_bytes() == b"2\n"
+    assert cli("--root", root, "update").out.strip() == "nothing to do"
+
+
+def test_update_refuses_to_downgrade(root: Path, pkgs: dict[str, Path], cli) -> None:
+    assert cli("--root", root, "install", pkgs["alpha2"]).code == 0
+    r = cli("--root", root, "update", pkgs["alpha1"])
+    assert r.code == 2 and "older than the installed" in r.err
+    assert cli("--root", root, "install", pkgs["alpha1"]).code == 0
+    assert list_installed(root)[0].version == "1.0"

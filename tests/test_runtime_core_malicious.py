@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers_runtime import Keys, build, make_keys, new_root, snapshot_tree, write_raw_package
 
 from conary.ccs import FileEntry, Manifest
 from conary.runtime.errors import UnsafePathError
 from conary.runtime.model import Selected, build_filemap
 from conary.runtime.safefs import RootFS
+from helpers_runtime import Keys, build, make_keys, new_root, snapshot_tree, write_raw_package
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_symlink_already_in_the_root(tmp_path: Path, keys: Keys, sentinel: Path,
     raw = write_raw_package(tmp_path / "raw.ccs", keys, "raw", [("srv/data/file", "file", b"payload\n")])
     r = cli("--root", root, "install", raw)
     assert r.code == 1
-    assert "refusing to write beneath it" in r.err
+    assert "the root has a symlink" in r.err
     assert _untouched(sentinel, before) and snapshot_tree(root) == tree
 
 
@@ -98,7 +98,7 @@ def test_symlink_planted_after_planning_stops_the_engine(tmp_path: Path, keys: K
     """The engine does not trust the plan's view of the disk: its writes refuse symlinked parents."""
     from conary.ccs import load_public_key
     from conary.runtime import open_root
-    from conary.runtime.operations import PackageSource, _apply, _content_sources, _load  # noqa: F401
+    from conary.runtime.operations import PackageSource, _content_sources, _load
     from conary.runtime.plan import make_plan
 
     pkg = build(tmp_path, keys, "late", "1", {"srv/data/file": b"payload\n"})
@@ -113,7 +113,6 @@ def test_symlink_planted_after_planning_stops_the_engine(tmp_path: Path, keys: K
         with pytest.raises((UnsafePathError, FileExistsError)):
             session.engine.run(plan, "never", _content_sources(loaded))
     assert _untouched(sentinel, before)
-    assert not (root / "var/lib/conary/journal").glob("*.json").__next__ if False else True
     assert list((root / "var/lib/conary/journal").glob("*.json")) == []
 
 

@@ -36,7 +36,8 @@ def _preflight(dest: Path, entries: Sequence[FileEntry]) -> None:
             last = depth == len(parts)
             if stat.S_ISLNK(st.st_mode):
                 raise CcsError(
-                    f"{rel} is a symlink in the destination; extraction never follows symlinks", where=entry.path
+                    f"{rel} is a symlink in the destination; extraction never follows symlinks",
+                    where=entry.path,
                 )
             if not is_dir and not last:
                 raise CcsError(f"{rel} exists in the destination and is not a directory", where=entry.path)

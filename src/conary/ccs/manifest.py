@@ -11,7 +11,7 @@ import cbor2
 from conary.ccs.components import COMPONENT_NAME
 from conary.ccs.errors import CcsVerifyError
 from conary.ccs.limits import CHUNK_MAX, CHUNK_THRESHOLD, Limits
-from conary.ccs.merkle import component_root, content_root
+from conary.ccs.merkle import content_root, merkle_root
 from conary.ccs.model import (
     DEPENDENCY_KINDS,
     FILE_TYPES,
@@ -101,7 +101,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def manifest_to_cbor(m: Manifest) -> dict[str, Any]:
+def manifest_to_cbor(m: Manifest, *, with_files: bool = True) -> dict[str, Any]:
     """The manifest as plain CBOR data (keys in canonical order)."""
     values = {
         "format": m.format_version,
@@ -110,7 +110,7 @@ def manifest_to_cbor(m: Manifest) -> dict[str, Any]:
         "release": m.release,
         "arch": m.arch,
         "metadata": {k: m.metadata.get(k, "") for k in canonical_order(frozenset(METADATA_KEYS))},
-        "files": [file_to_cbor(f) for f in m.files],
+        "files": [file_to_cbor(f) for f in m.files] if with_files else [],
         "components": [
             {"name": c.name, "root": bytes.fromhex(c.root), "default": c.default} for c in m.components
         ],
@@ -124,14 +124,30 @@ def manifest_to_cbor(m: Manifest) -> dict[str, Any]:
     return {k: values[k] for k in TOP_ORDER}
 
 
-def encode_manifest(m: Manifest) -> bytes:
-    """The exact MANIFEST bytes: canonical CBOR (RFC 8949 §4.2.1 core deterministic encoding)."""
-    data = manifest_to_cbor(m)
-    parts = [bytes([0xA0 + len(data)])]
-    for key, value in data.items():
+def _array_head(n: int) -> bytes:
+    if n < 24:
+        return bytes([0x80 + n])
+    for info, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * width):
+            return bytes([0x80 + info]) + n.to_bytes(width, "big")
+    raise ValueError("array too long")
+
+
+def encode_manifest(m: Manifest, file_records: list[bytes] | None = None) -> bytes:
+    """The exact MANIFEST bytes: canonical CBOR (RFC 8949 §4.2.1 core deterministic encoding).
+
+    file_records: the already encoded file maps (encode_file), in order, to avoid encoding twice.
+    """
+    data = manifest_to_cbor(m) if file_records is None else manifest_to_cbor(m, with_files=False)
+    parts = [bytes([0xA0 + len(TOP_ORDER)])]
+    for key in TOP_ORDER:
         parts.append(cbor2.dumps(key))
+        if key == "files" and file_records is not None:
+            parts.append(_array_head(len(file_records)))
+            parts.extend(file_records)
+            continue
         free_form = key in ("metadata", "scriptlets", "provenance")
-        parts.append(cbor2.dumps(value, canonical=free_form))
+        parts.append(cbor2.dumps(data[key], canonical=free_form))
     return b"".join(parts)
 
 
@@ -210,8 +226,8 @@ def decode_manifest(data: bytes, limits: Limits | None = None) -> Manifest:
         )
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as err:
         raise _fail(f"manifest is not valid CBOR: {err}")
-    manifest = _manifest_from_cbor(raw, limits)
-    if encode_manifest(manifest) != data:
+    manifest, records = _manifest_from_cbor(raw, limits)
+    if encode_manifest(manifest, records) != data:
         raise _fail("manifest is not in canonical CBOR form (re-encoding differs)")
     return manifest
 
@@ -332,14 +348,14 @@ def _file(raw: Any, index: int, limits: Limits) -> FileEntry:
             raise _fail("symlink mode must be 0777", where)
         if len(target.encode()) > limits.max_path_bytes:
             raise _fail("symlink target is too long", where)
-        if not target.startswith("/") and _escapes(path, target):
+        if not target.startswith("/") and symlink_escapes(path, target):
             raise _fail(f"symlink points out of the root ({target})", where)
     elif ftype == "dir" and target:
         raise _fail("a directory has no symlink target", where)
     return FileEntry(path, ftype, mode, uid, gid, size, sha, chunks, target, component, config)
 
 
-def _escapes(path: str, target: str) -> bool:
+def symlink_escapes(path: str, target: str) -> bool:
     """True if a relative target, resolved lexically from the link's directory, leaves the root."""
     depth = len(path.split("/")) - 1
     for part in target.split("/"):
@@ -377,7 +393,7 @@ def _provenance_value(value: Any, where: str, depth: int = 0) -> Any:
     raise _fail("provenance values are text, integers, booleans, or lists/maps of them", where)
 
 
-def _manifest_from_cbor(raw: Any, limits: Limits) -> Manifest:
+def _manifest_from_cbor(raw: Any, limits: Limits) -> tuple[Manifest, list[bytes]]:
     top = _keys(raw, TOP_KEYS, "MANIFEST", "manifest")
     version = _uint(top["format"], "MANIFEST", "format", 2**32)
     if version != FORMAT_VERSION:
@@ -415,9 +431,12 @@ def _manifest_from_cbor(raw: Any, limits: Limits) -> Manifest:
     used = sorted({f.component for f in files})
     if names != used:
         raise _fail(f"components listed ({', '.join(names)}) differ from those files use ({', '.join(used)})")
+    records = [encode_file(f) for f in files]
+    grouped: dict[str, list[bytes]] = {}
+    for entry, record in zip(files, records, strict=True):
+        grouped.setdefault(entry.component, []).append(record)
     for comp in components:
-        expected = component_root([f for f in files if f.component == comp.name])
-        if comp.root != expected:
+        if comp.root != merkle_root(grouped[comp.name]):
             raise _fail(f"Merkle root of component {comp.name} does not match its files")
     root = _digest(top["content_root"], "MANIFEST", "content_root")
     if root != content_root(components):
@@ -445,7 +464,7 @@ def _manifest_from_cbor(raw: Any, limits: Limits) -> Manifest:
         _text(k, "MANIFEST", "provenance key"): _provenance_value(v, f"provenance.{k}")
         for k, v in provenance.items()
     }
-    return Manifest(
+    manifest = Manifest(
         format_version=version,
         name=ident["name"],
         version=ident["version"],
@@ -461,6 +480,7 @@ def _manifest_from_cbor(raw: Any, limits: Limits) -> Manifest:
         content_root=root,
         source_date_epoch=_uint(top["source_date_epoch"], "MANIFEST", "source_date_epoch", 2**63 - 1),
     )
+    return manifest, records
 
 
 def dependency_sort_key(d: Dependency) -> tuple[int, str, str]:

@@ -42,26 +42,33 @@ def _field_at(offset: int) -> str:
     return next(name for name, start, length in _FIELDS if start <= offset < start + length)
 
 
+_TEMPLATE = bytearray(BLOCK)
+_TEMPLATE[100:108] = b"0000644\0"
+_TEMPLATE[108:116] = b"0000000\0"
+_TEMPLATE[116:124] = b"0000000\0"
+_TEMPLATE[148:156] = b" " * 8
+_TEMPLATE[156:157] = b"0"
+_TEMPLATE[257:263] = b"ustar\0"
+_TEMPLATE[263:265] = b"00"
+_TEMPLATE[265:269] = b"root"
+_TEMPLATE[297:301] = b"root"
+_TEMPLATE[329:337] = b"0000000\0"
+_TEMPLATE[337:345] = b"0000000\0"
+_TEMPLATE_SUM = sum(_TEMPLATE)
+
+
 def make_header(name: str, size: int, mtime: int) -> bytes:
     raw_name = name.encode("ascii")
     if len(raw_name) > 100 or not 0 <= size <= MAX_SIZE or not 0 <= mtime <= MAX_MTIME:
         raise ValueError(f"entry {name!r} does not fit a canonical ustar header")
-    header = bytearray(BLOCK)
+    header = bytearray(_TEMPLATE)
     header[0 : len(raw_name)] = raw_name
-    header[100:108] = b"0000644\0"
-    header[108:116] = b"0000000\0"
-    header[116:124] = b"0000000\0"
-    header[124:136] = b"%011o\0" % size
-    header[136:148] = b"%011o\0" % mtime
-    header[148:156] = b" " * 8
-    header[156:157] = b"0"
-    header[257:263] = b"ustar\0"
-    header[263:265] = b"00"
-    header[265:269] = b"root"
-    header[297:301] = b"root"
-    header[329:337] = b"0000000\0"
-    header[337:345] = b"0000000\0"
-    header[148:156] = b"%06o\0 " % sum(header)
+    size_field = b"%011o\0" % size
+    mtime_field = b"%011o\0" % mtime
+    header[124:136] = size_field
+    header[136:148] = mtime_field
+    checksum = _TEMPLATE_SUM + sum(raw_name) + sum(size_field) + sum(mtime_field)
+    header[148:156] = b"%06o\0 " % checksum
     return bytes(header)
 
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from conary.cli import output
+
+if TYPE_CHECKING:
+    pass
 
 
 def add_root(parser: argparse.ArgumentParser) -> None:
     """Accept --root after the subcommand too; the top-level default stays when it is absent."""
-    parser.add_argument("--root", default=argparse.SUPPRESS, metavar="DIR",
-                        help="root to act on (default: /)")
+    parser.add_argument(
+        "--root", default=argparse.SUPPRESS, metavar="DIR", help="root to act on (default: /)"
+    )
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +28,9 @@ def add_mutating(parser: argparse.ArgumentParser, *, sandbox: bool = True) -> No
     parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     if sandbox:
         parser.add_argument(
-            "--sandbox", choices=("auto", "always", "never"), default="auto",
+            "--sandbox",
+            choices=("auto", "always", "never"),
+            default="auto",
             help="run scriptlets and triggers sandboxed: always, never, or auto (when possible; default)",
         )
 

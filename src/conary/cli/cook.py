@@ -86,8 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--no-hermetic",
         dest="hermetic",
         action="store_false",
-        help="run the build steps directly on the host, for debugging a recipe: the host's network, "
-        "files and environment PATH are reachable, and the package records sandbox=host",
+        help="run the build steps directly on the host, for debugging a recipe: the steps get the same "
+        "variables but see the real work-directory paths and the host's files and network; the package "
+        "records sandbox=host",
     )
     p.add_argument(
         "--sysroot",

@@ -10,7 +10,8 @@ from conary.cli._runtime_args import add_json, add_mutating, add_root, render_ou
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "install", help="install packages into a root",
+        "install",
+        help="install packages into a root",
         description="Install .ccs files, or NAME[:component][=VERSION] resolved from the enabled "
         "repositories, as one crash-safe changeset (a new system state).",
     )
@@ -20,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_install)
 
     p = subparsers.add_parser(
-        "remove", help="remove installed packages",
+        "remove",
+        help="remove installed packages",
         description="Remove packages (NAME) or single components (NAME:component) as one changeset.",
     )
     p.add_argument("names", nargs="+", metavar="NAME")
@@ -29,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_remove)
 
     p = subparsers.add_parser(
-        "update", help="update installed packages",
+        "update",
+        help="update installed packages",
         description="Update packages to the given newer .ccs files, or to the newest versions in the "
         "repositories (all installed packages when none is named).",
     )
@@ -38,40 +41,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _trust_args(p)
     p.set_defaults(func=_update)
 
-    p = subparsers.add_parser("list", help="list installed packages",
-                              description="List the packages installed in the root.")
+    p = subparsers.add_parser(
+        "list", help="list installed packages", description="List the packages installed in the root."
+    )
     add_root(p)
     add_json(p)
     p.set_defaults(func=_list)
 
 
 def _trust_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--allow-untrusted", action="store_true",
-                   help="install .ccs files whose signer the root does not trust (the signature is still checked)")
+    p.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="install .ccs files whose signer the root does not trust (the signature is still checked)",
+    )
     p.add_argument("--nodeps", action="store_true", help="do not refuse unmet requirements")
 
 
 def _install(args: argparse.Namespace) -> int:
     from conary.runtime import install
 
-    outcome = install(args.root, args.packages, allow_untrusted=args.allow_untrusted, sandbox=args.sandbox,
-                      check_deps=not args.nodeps, dry_run=args.dry_run)
+    outcome = install(
+        args.root,
+        args.packages,
+        allow_untrusted=args.allow_untrusted,
+        sandbox=args.sandbox,
+        check_deps=not args.nodeps,
+        dry_run=args.dry_run,
+    )
     return render_outcome(outcome, args.json)
 
 
 def _update(args: argparse.Namespace) -> int:
     from conary.runtime import update
 
-    outcome = update(args.root, args.packages, allow_untrusted=args.allow_untrusted, sandbox=args.sandbox,
-                     check_deps=not args.nodeps, dry_run=args.dry_run)
+    outcome = update(
+        args.root,
+        args.packages,
+        allow_untrusted=args.allow_untrusted,
+        sandbox=args.sandbox,
+        check_deps=not args.nodeps,
+        dry_run=args.dry_run,
+    )
     return render_outcome(outcome, args.json)
 
 
 def _remove(args: argparse.Namespace) -> int:
     from conary.runtime import remove
 
-    outcome = remove(args.root, args.names, sandbox=args.sandbox, check_deps=not args.nodeps,
-                     dry_run=args.dry_run)
+    outcome = remove(
+        args.root, args.names, sandbox=args.sandbox, check_deps=not args.nodeps, dry_run=args.dry_run
+    )
     return render_outcome(outcome, args.json)
 
 
@@ -84,4 +104,6 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     for p in packages:
         print(f"{p.name}-{p.version}-{p.release}.{p.arch} [{','.join(p.components)}]")
+    if not packages:
+        print("no packages installed")
     return 0

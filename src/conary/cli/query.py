@@ -9,16 +9,23 @@ from conary.cli._runtime_args import add_json, add_root
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("query", help="ask about installed packages",
-                              description="Questions about what the root has installed.")
+    p = subparsers.add_parser(
+        "query",
+        help="ask about installed packages",
+        description="Questions about what the root has installed.",
+    )
     add_root(p)
     sub = p.add_subparsers(dest="query_command", metavar="COMMAND", parser_class=type(p))
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     for name, arg, helptext, func in (
         ("depends", "name", "requirements of an installed package", _depends),
         ("rdepends", "name", "installed packages that need this one", _rdepends),
-        ("whatprovides", "capability", "installed packages providing kind(name), a name or a /path",
-         _whatprovides),
+        (
+            "whatprovides",
+            "capability",
+            "installed packages providing kind(name), a name or a /path",
+            _whatprovides,
+        ),
         ("files", "name", "files of an installed package", _files),
         ("owner", "path", "packages owning a path", _owner),
     ):
@@ -42,8 +49,9 @@ def _depends(args: argparse.Namespace) -> int:
     from conary.runtime.queries import depends
 
     deps = depends(args.root, args.name)
-    return _emit(args, [{"kind": d.kind, "name": d.name, "version": d.version} for d in deps],
-                 [str(d) for d in deps])
+    return _emit(
+        args, [{"kind": d.kind, "name": d.name, "version": d.version} for d in deps], [str(d) for d in deps]
+    )
 
 
 def _rdepends(args: argparse.Namespace) -> int:

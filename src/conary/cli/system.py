@@ -10,19 +10,29 @@ from conary.cli._runtime_args import add_json, add_mutating, add_root, render_ou
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("system", help="manage a root's state", description="Manage a root's "
-                              "Conary state: states and rollback, verification, repair, cleanup.")
+    p = subparsers.add_parser(
+        "system",
+        help="manage a root's state",
+        description="Manage a root's Conary state: states and rollback, verification, repair, cleanup.",
+    )
     add_root(p)
     sub = p.add_subparsers(dest="system_command", metavar="COMMAND", parser_class=type(p))
     p.set_defaults(func=lambda args: _usage(p))
 
-    q = sub.add_parser("init", help="create the database and content store in a root",
-                       description="Create <root>/var/lib/conary/conary.db and <root>/conary/objects.")
+    q = sub.add_parser(
+        "init",
+        help="create the database and content store in a root",
+        description="Create <root>/var/lib/conary/conary.db and <root>/conary/objects.",
+    )
     add_root(q)
+    q.add_argument("--dry-run", action="store_true", help="say what would be created; change nothing")
     q.set_defaults(func=_init)
 
-    state = sub.add_parser("state", help="list, compare and roll back system states",
-                           description="Every changeset makes a numbered state.")
+    state = sub.add_parser(
+        "state",
+        help="list, compare and roll back system states",
+        description="Every changeset makes a numbered state.",
+    )
     add_root(state)
     ssub = state.add_subparsers(dest="state_command", metavar="COMMAND", parser_class=type(p))
     state.set_defaults(func=lambda args: _usage(state))
@@ -36,35 +46,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_root(q)
     add_json(q)
     q.set_defaults(func=_state_diff)
-    q = ssub.add_parser("rollback", help="return to the exact tree of a state",
-                        description="Restore the exact tree of state N as a new crash-safe changeset.")
+    q = ssub.add_parser(
+        "rollback",
+        help="return to the exact tree of a state",
+        description="Restore the exact tree of state N as a new crash-safe changeset.",
+    )
     q.add_argument("number", type=int, metavar="N")
     add_mutating(q)
     q.set_defaults(func=_rollback)
 
-    q = sub.add_parser("verify", help="check installed files against the database and content store",
-                       description="Exit 1 listing every missing, changed or unbacked file.")
+    q = sub.add_parser(
+        "verify",
+        help="check installed files against the database and content store",
+        description="Exit 1 listing every missing, changed or unbacked file.",
+    )
     q.add_argument("names", nargs="*", metavar="NAME")
     add_root(q)
     add_json(q)
     q.set_defaults(func=_verify)
 
-    q = sub.add_parser("restore", help="repair installed files from the content store",
-                       description="Rewrite missing or changed files of NAME (or all) from the content store.")
+    q = sub.add_parser(
+        "restore",
+        help="repair installed files from the content store",
+        description="Rewrite missing or changed files of NAME (or all) from the content store.",
+    )
     q.add_argument("names", nargs="*", metavar="NAME")
     add_mutating(q, sandbox=False)
     q.set_defaults(func=_restore)
 
-    q = sub.add_parser("gc", help="delete content no retained state needs",
-                       description="Remove unreferenced content objects, manifests and leftovers. All "
-                       "states are retained unless --keep-states N forgets all but the newest N.")
+    q = sub.add_parser(
+        "gc",
+        help="delete content no retained state needs",
+        description="Remove unreferenced content objects, manifests and leftovers. All "
+        "states are retained unless --keep-states N forgets all but the newest N.",
+    )
     q.add_argument("--keep-states", type=int, metavar="N")
     add_mutating(q, sandbox=False)
     q.set_defaults(func=_gc)
 
-    q = sub.add_parser("recover", help="finish or undo an interrupted transaction",
-                       description="Every runtime command does this first; this command only does that.")
+    q = sub.add_parser(
+        "recover",
+        help="finish or undo an interrupted transaction",
+        description="Every runtime command does this first; this command only does that.",
+    )
     add_root(q)
+    q.add_argument("--dry-run", action="store_true", help="say what recovery would do; change nothing")
     q.set_defaults(func=_recover)
 
     if importlib.util.find_spec("conary.cli._trigger") is not None:
@@ -81,7 +107,11 @@ def _usage(p: argparse.ArgumentParser) -> int:
 def _init(args: argparse.Namespace) -> int:
     from conary.runtime import init_root
 
-    created = init_root(args.root)
+    created = init_root(args.root, dry_run=args.dry_run)
+    if args.dry_run:
+        layout = "var/lib/conary/conary.db, var/lib/conary/journal, conary/objects"
+        print(f"would create {layout} in {args.root}" if created else f"already initialised: {args.root}")
+        return 0
     print(f"{'initialised' if created else 'already initialised'}: {args.root}")
     return 0
 
@@ -112,8 +142,10 @@ def _state_diff(args: argparse.Namespace) -> int:
         print(f"- {label}")
     for old, new in diff.changed:
         print(f"~ {old} -> {new}")
-    print(f"files: {len(diff.files_added)} added, {len(diff.files_removed)} removed, "
-          f"{len(diff.files_changed)} changed")
+    print(
+        f"files: {len(diff.files_added)} added, {len(diff.files_removed)} removed, "
+        f"{len(diff.files_changed)} changed"
+    )
     return 0
 
 
@@ -161,15 +193,17 @@ def _gc(args: argparse.Namespace) -> int:
         return 0
     verb = "would free" if args.dry_run else "freed"
     dropped = f", forgot states {', '.join(map(str, report.states_dropped))}" if report.states_dropped else ""
-    print(f"{verb} {report.bytes} bytes: {report.objects} objects, {report.manifests} manifests, "
-          f"{report.temp_files} temporary files{dropped}")
+    print(
+        f"{verb} {report.bytes} bytes: {report.objects} objects, {report.manifests} manifests, "
+        f"{report.temp_files} temporary files{dropped}"
+    )
     return 0
 
 
 def _recover(args: argparse.Namespace) -> int:
     from conary.runtime import recover
 
-    lines = recover(args.root)
+    lines = recover(args.root, dry_run=args.dry_run)
     report_recovered(lines)
     if not lines:
         print("nothing to recover")

@@ -21,6 +21,6 @@ class StepError(CookError):
             hint="the last lines of the log are shown above; rerun with --verbose for live output",
         )
         self.step = step
-        self.exit_code_of_step = exit_code
+        self.step_exit_code = exit_code
         self.log = log
         self.log_tail = log_tail

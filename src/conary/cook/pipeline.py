@@ -261,18 +261,21 @@ def _cook_in(
     scripts = list(expanded.build.steps())
     if expanded.build.sanity_check is not None:
         scripts.append(("sanity_check", expanded.build.sanity_check.script))
-    for step, script in scripts:
-        _note(options, step, recipe.package.name)
-        step_started = time.perf_counter()
-        code = _run_step(runner, step, script, env, cwd, logs, options.live_output)
-        timings[f"step:{step}"] = time.perf_counter() - step_started
-        if code == 0:
-            continue
-        if step == "check" and expanded.build.check_optional:
-            warnings.append(f"check step failed with exit code {code}; ignored (check_optional)")
-            continue
-        path = log_path(logs, step)
-        raise StepError(step, code, path, tail(path), where=where)
+    try:
+        for step, script in scripts:
+            _note(options, step, recipe.package.name)
+            step_started = time.perf_counter()
+            code = _run_step(runner, step, script, env, cwd, logs, options.live_output)
+            timings[f"step:{step}"] = time.perf_counter() - step_started
+            if code == 0:
+                continue
+            if step == "check" and expanded.build.check_optional:
+                warnings.append(f"check step failed with exit code {code}; ignored (check_optional)")
+                continue
+            path = log_path(logs, step)
+            raise StepError(step, code, path, tail(path), where=where)
+    finally:
+        runner.close()
     timings["build"] = time.perf_counter() - started
 
     started = time.perf_counter()

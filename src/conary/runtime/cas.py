@@ -51,7 +51,9 @@ class ContentStore:
             self._made_dirs.add(prefix)
         return directory
 
-    def put(self, sha256: str, data: Iterable[bytes], *, durable: bool = False, verified: bool = False) -> bool:
+    def put(
+        self, sha256: str, data: Iterable[bytes], *, durable: bool = False, verified: bool = False
+    ) -> bool:
         """Store DATA as object SHA256 unless present. Returns True if it was written.
 
         The bytes are hashed while written (unless VERIFIED: the source already checked every piece

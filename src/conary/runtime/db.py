@@ -138,7 +138,8 @@ class Database:
             current = row[0] if row else 0
             if current > SCHEMA_VERSION:
                 raise RuntimeStateError(
-                    f"database schema version {current} is newer than this Conary supports ({SCHEMA_VERSION})",
+                    f"database schema version {current} is newer than this Conary supports "
+                    f"({SCHEMA_VERSION})",
                     where=str(self.path),
                     hint="use the Conary version that last wrote this root",
                 )
@@ -166,10 +167,17 @@ class Database:
         if row:
             return int(row[0])
         cur = self.conn.execute(
-            "INSERT INTO manifests (digest, name, version, release, arch, signer, data) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO manifests (digest, name, version, release, arch, signer, data) "
+            "VALUES (?,?,?,?,?,?,?)",
             (digest, manifest.name, manifest.version, manifest.release, manifest.arch, signer, data),
         )
         return int(cur.lastrowid or 0)
+
+    def find_manifest(self, manifest: Manifest) -> int | None:
+        row = self.conn.execute(
+            "SELECT id FROM manifests WHERE digest = ?", (manifest_digest(manifest),)
+        ).fetchone()
+        return int(row[0]) if row else None
 
     def manifest(self, manifest_id: int) -> Manifest:
         row = self.conn.execute("SELECT data FROM manifests WHERE id = ?", (manifest_id,)).fetchone()

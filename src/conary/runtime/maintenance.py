@@ -190,7 +190,8 @@ def gc(root: str | os.PathLike[str], *, keep_states: int | None = None, dry_run:
         return GcReport(objects, size, tuple(dropped), manifests, len(temps), dry_run)
 
 
-def recover(root: str | os.PathLike[str]) -> list[str]:
-    """Open ROOT (which finishes or undoes an interrupted transaction) and say what was done."""
-    with open_root(root) as session:
+def recover(root: str | os.PathLike[str], *, dry_run: bool = False) -> list[str]:
+    """Open ROOT (which finishes or undoes an interrupted transaction) and say what was done
+    (under DRY_RUN: what would be done)."""
+    with open_root(root, recover=not dry_run) as session:
         return list(session.recovered)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from conary.ccs import FileEntry, Manifest
+from conary.ccs import Dependency, FileEntry, Manifest
 from conary.runtime.errors import ConflictError, UnsafePathError
 from conary.runtime.layout import PRIVATE_PATHS
 from conary.runtime.safefs import check_relpath, parent_of
@@ -61,6 +61,31 @@ class Selected:
     @property
     def name(self) -> str:
         return self.manifest.name
+
+    # The manifest's identity and capabilities, so a Selected reads like an installed package.
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def release(self) -> str:
+        return self.manifest.release
+
+    @property
+    def arch(self) -> str:
+        return self.manifest.arch
+
+    @property
+    def provides(self) -> tuple[Dependency, ...]:
+        return self.manifest.provides
+
+    @property
+    def requires(self) -> tuple[Dependency, ...]:
+        return self.manifest.requires
+
+    @property
+    def files(self) -> tuple[FileEntry, ...]:
+        return tuple(self.entries())
 
     @property
     def label(self) -> str:
@@ -133,7 +158,8 @@ def build_filemap(packages: Iterable[Selected]) -> FileMap:
             out[path] = Owned(Node("dir", IMPLICIT_DIR_MODE), tuple(owners))
         elif seen[0].type != "dir":
             raise UnsafePathError(
-                f"a package puts files beneath {path}, which {', '.join(seen[1])} installs as a {seen[0].type}",
+                f"a package puts files beneath {path}, which {', '.join(seen[1])} installs as a "
+                f"{seen[0].type}",
                 where=path,
                 hint="nothing may be installed through a symlink or file",
             )

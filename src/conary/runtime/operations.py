@@ -101,10 +101,13 @@ def _load(
     keys: list[PublicKey],
     allow_untrusted: bool,
     wanted: Mapping[str, tuple[str, ...]] | None = None,
-) -> dict[str, Selected]:
-    """Verify every package, then import the content of the components that will be installed."""
+    *,
+    dry_run: bool = False,
+) -> dict[str, tuple[Any, Selected]]:
+    """Verify every package (all of them before any is used) and record its manifest (under DRY_RUN
+    new manifests get placeholder ids instead, so nothing is written)."""
     opened = [(_open(src.path, keys, allow_untrusted), src) for src in sources]
-    out: dict[str, Selected] = {}
+    out: dict[str, tuple[Any, Selected]] = {}
     for pkg, src in opened:
         manifest = pkg.manifest
         if manifest.name in out:
@@ -119,7 +122,10 @@ def _load(
             components = components_for(manifest, [c for c in old.components if c in names])
         else:
             components = components_for(manifest, None)
-        manifest_id = session.db.store_manifest(manifest, getattr(pkg, "signer_key_id", "") or "")
+        if dry_run:
+            manifest_id = session.db.find_manifest(manifest) or -1 - len(out)
+        else:
+            manifest_id = session.db.store_manifest(manifest, getattr(pkg, "signer_key_id", "") or "")
         out[manifest.name] = (pkg, Selected(manifest_id, manifest, components))
     return out
 
@@ -127,8 +133,9 @@ def _load(
 # --- dependencies --------------------------------------------------------------------------------
 
 
-def _unmet(packages: Mapping[str, Selected], files: FileMap, root: Path, managed: FileMap
-           ) -> set[tuple[str, Dependency]]:
+def _unmet(
+    packages: Mapping[str, Selected], files: FileMap, root: Path, managed: FileMap
+) -> set[tuple[str, Dependency]]:
     """Requirements nothing satisfies: not a provide, not a path of FILES, not an unmanaged path on disk."""
     provides: set[tuple[str, str]] = set()
     for sel in packages.values():
@@ -143,9 +150,7 @@ def _unmet(packages: Mapping[str, Selected], files: FileMap, root: Path, managed
             candidates = [path]
             if dep.kind == "binary" and "/" not in path:
                 candidates = [f"{d}/{path}" for d in _BINARY_DIRS]
-            return any(
-                c in files or (c not in managed and os.path.lexists(root / c)) for c in candidates
-            )
+            return any(c in files or (c not in managed and os.path.lexists(root / c)) for c in candidates)
         return False
 
     return {(sel.name, dep) for sel in packages.values() for dep in sel.manifest.requires if not met(dep)}
@@ -220,10 +225,17 @@ def install_packages(
     with _with_root(root, init) as session:
         keys = _trusted(session.root, trusted_keys)
         before = session.db.installed()
-        loaded = _load(session, sources, before, keys, allow_untrusted)
+        loaded = _load(session, sources, before, keys, allow_untrusted, dry_run=dry_run)
         new = {name: sel for name, (_, sel) in loaded.items()}
-        return _apply(session, "install", {**before, **new}, dry_run=dry_run, sandbox=sandbox,
-                      check_deps=check_deps, loaded=loaded)
+        return _apply(
+            session,
+            "install",
+            {**before, **new},
+            dry_run=dry_run,
+            sandbox=sandbox,
+            check_deps=check_deps,
+            loaded=loaded,
+        )
 
 
 def install(
@@ -242,12 +254,33 @@ def install(
         sources, wanted = _sources(session, items)
         keys = _trusted(session.root, trusted_keys)
         before = session.db.installed()
-        loaded = _load(session, sources, before, keys, allow_untrusted, wanted)
+        loaded = _load(session, sources, before, keys, allow_untrusted, wanted, dry_run=dry_run)
         new = {name: sel for name, (_, sel) in loaded.items()}
         if operation == "update":
             new = {n: s for n, s in new.items() if _is_change(before.get(n), s)}
-        return _apply(session, operation, {**before, **new}, dry_run=dry_run, sandbox=sandbox,
-                      check_deps=check_deps, loaded=loaded)
+            _refuse_downgrades(before, new)
+        return _apply(
+            session,
+            operation,
+            {**before, **new},
+            dry_run=dry_run,
+            sandbox=sandbox,
+            check_deps=check_deps,
+            loaded=loaded,
+        )
+
+
+def _refuse_downgrades(before: Mapping[str, Selected], new: Mapping[str, Selected]) -> None:
+    """update moves forward only; installing an older version is what install (or rollback) is for."""
+    from conary.runtime.resolver import compare_evr
+
+    for name, sel in new.items():
+        old = before.get(name)
+        if old is not None and compare_evr((sel.version, sel.release), (old.version, old.release)) < 0:
+            raise InputError(
+                f"{sel.manifest.nevra} is older than the installed {old.manifest.nevra}",
+                hint="use 'conary install' to downgrade, or 'conary system state rollback N'",
+            )
 
 
 def _is_change(old: Selected | None, new: Selected) -> bool:

@@ -150,7 +150,8 @@ class Planner:
                 continue
             if not stat.S_ISDIR(st.st_mode):
                 raise UnsafePathError(
-                    f"{parent} in the root is a {_kind_of(st)}, not a directory; refusing to write beneath it",
+                    f"{parent} in the root is a {_kind_of(st)}, not a directory; "
+                    "refusing to write beneath it",
                     where=path,
                     hint="remove it from the root or fix the package",
                 )

@@ -148,7 +148,12 @@ def enabled_repos(root: str | os.PathLike[str]) -> list[Repo]:
 def _http_get(url: str, *, where: str, limit: int | None = None, into: Path | None = None) -> bytes:
     """GET URL with timeouts. Returns the body, or streams it into INTO (atomically) and returns b""."""
     try:
-        with requests.get(url, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as response:
+        # A proxy from the environment must not capture a repository on this very machine.
+        local = urlsplit(url).hostname in ("localhost", "127.0.0.1", "::1")
+        proxies = {"http": None, "https": None} if local else None
+        with requests.get(
+            url, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), proxies=proxies
+        ) as response:
             if response.status_code != 200:
                 what = "not found" if response.status_code == 404 else "request failed"
                 raise RepoError(

@@ -141,8 +141,12 @@ class PackageRequirement:
     constraint: str = ""  # '', '1.2', '>= 1.2', '= 1.2-3'
     explicit: bool = False  # asked for by the user: the repository copy is wanted, not the installed one
     pin: tuple[str, str, str, str] | None = None  # (version, release, arch, repo) chosen via a capability
+    # a capability only this package provides: any version of it that provides the capability
+    capability: tuple[str, str] | None = None
 
     def __str__(self) -> str:
+        if self.capability:
+            return f"{self.capability[0]}({self.capability[1]})"
         return f"package({self.name}{' ' + self.constraint if self.constraint else ''})"
 
 
@@ -225,6 +229,7 @@ class IndexProvider(resolvelib.AbstractProvider):
         # (kind, name) -> its providers, each provider's versions best first.
         self._providers: dict[tuple[str, str], list[PackageCandidate]] = {}
         self._caps: dict[int, set[tuple[str, str]]] = {}
+        self._satisfied: dict[tuple[int, int], tuple[Requirement, Candidate, bool]] = {}
         for cands in self._by_name.values():
             for cand in cands:
                 caps = capabilities(cand.entry)
@@ -281,24 +286,45 @@ class IndexProvider(resolvelib.AbstractProvider):
             found.extend(ProvidedBy(identifier, cand) for cand in providers)
         else:
             package_reqs = [r for r in reqs if isinstance(r, PackageRequirement)]
-            if not any(r.explicit or r.pin for r in package_reqs) and all(
-                self._installed(Dependency("package", identifier, r.constraint)) for r in package_reqs
-            ):
+            if all(self._installed_satisfies(r) for r in package_reqs):
                 found.append(InstalledCandidate(identifier))
             found.extend(self._by_name.get(identifier, ()))
         return [c for c in found if c not in bad and all(self.is_satisfied_by(r, c) for r in reqs)]
 
     def is_satisfied_by(self, requirement: Requirement, candidate: Candidate) -> bool:
+        # resolvelib asks this for every pinned criterion on every round: answer each pair once.
+        # The memo keeps both objects alive, so their ids cannot be reused while it exists.
+        key = (id(requirement), id(candidate))
+        known = self._satisfied.get(key)
+        if known is None:
+            known = (requirement, candidate, self._satisfies(requirement, candidate))
+            self._satisfied[key] = known
+        return known[2]
+
+    def _satisfies(self, requirement: Requirement, candidate: Candidate) -> bool:
         if isinstance(requirement, CapabilityRequirement):
             return isinstance(candidate, InstalledCandidate | ProvidedBy)
         if isinstance(candidate, InstalledCandidate):
-            return not requirement.explicit and requirement.pin is None
+            return self._installed_satisfies(requirement)
         if not isinstance(candidate, PackageCandidate) or candidate.name != requirement.name:
             return False
         entry = candidate.entry
         if requirement.pin is not None:
             return requirement.pin == (entry.version, entry.release, entry.arch, candidate.repo.name)
+        if requirement.capability is not None and requirement.capability not in self._caps_of(candidate):
+            return False
         return version_matches(requirement.constraint, entry.version, entry.release)
+
+    def _installed_satisfies(self, requirement: PackageRequirement) -> bool:
+        if requirement.explicit or requirement.pin is not None:
+            return False
+        if requirement.capability is not None:
+            return self._installed(Dependency(*requirement.capability, ""))
+        return self._installed(Dependency("package", requirement.name, requirement.constraint))
+
+    def _caps_of(self, candidate: PackageCandidate) -> set[tuple[str, str]]:
+        caps = self._caps.get(id(candidate))
+        return caps if caps is not None else capabilities(candidate.entry)
 
     def get_dependencies(self, candidate: Candidate) -> list[Requirement]:
         if isinstance(candidate, InstalledCandidate):
@@ -310,13 +336,22 @@ class IndexProvider(resolvelib.AbstractProvider):
                     entry.name, pin=(entry.version, entry.release, entry.arch, candidate.provider.repo.name)
                 )
             ]
-        own = self._caps.get(id(candidate)) or capabilities(candidate.entry)
+        own = self._caps_of(candidate)
         deps: list[Requirement] = []
         for dep in candidate.entry.requires:
             if dep.kind == "package":
                 if dep.name != candidate.name:
                     deps.append(PackageRequirement(dep.name, dep.version))
-            elif (dep.kind, dep.name) not in own:
+                continue
+            key = (dep.kind, dep.name)
+            if key in own or self._installed(Dependency(dep.kind, dep.name, "")):
+                continue  # met by the package itself or by the root: nothing to choose
+            names = {c.name for c in self._providers.get(key, ())}
+            if len(names) == 1:
+                # One package provides it (the usual case for a soname): require that package
+                # directly, which keeps the resolver's identifiers to one per package.
+                deps.append(PackageRequirement(names.pop(), capability=key))
+            else:
                 deps.append(CapabilityRequirement(dep.kind, dep.name))
         return deps
 
@@ -406,24 +441,34 @@ def resolve_candidates(
     return Resolution(tuple(_dependency_order(result)))
 
 
-def _dependency_order(result: Any) -> Iterator[PackageCandidate]:
+def _dependency_order(result: Any) -> list[PackageCandidate]:
+    """The chosen packages in post-order over the dependency graph: dependencies first.
+
+    Iterative, since a long dependency chain would exceed Python's recursion limit."""
+    graph = result.graph
     seen: set[str | None] = set()
     order: list[PackageCandidate] = []
+    roots: list[str | None] = [None, *sorted(result.mapping)]
+    for start in roots:
+        if start in seen:
+            continue
+        seen.add(start)
+        stack = [(start, iter(sorted(graph.iter_children(start), key=str)))]
+        while stack:
+            node, children = stack[-1]
+            child = next(children, _DONE)
+            if child is _DONE:
+                stack.pop()
+                cand = result.mapping.get(node) if node is not None else None
+                if isinstance(cand, PackageCandidate):
+                    order.append(cand)
+            elif child not in seen:
+                seen.add(child)
+                stack.append((child, iter(sorted(graph.iter_children(child), key=str))))
+    return order
 
-    def visit(node: str | None) -> None:
-        if node in seen:
-            return
-        seen.add(node)
-        for child in sorted(result.graph.iter_children(node), key=str):
-            visit(child)
-        cand = result.mapping.get(node) if node is not None else None
-        if isinstance(cand, PackageCandidate):
-            order.append(cand)
 
-    visit(None)
-    for identifier in sorted(result.mapping):
-        visit(identifier)
-    return iter(order)
+_DONE = object()
 
 
 def _explain(err: resolvelib.ResolutionImpossible, provider: IndexProvider) -> ResolveError:
@@ -433,6 +478,8 @@ def _explain(err: resolvelib.ResolutionImpossible, provider: IndexProvider) -> R
         needed_by = "requested" if parent is None else f"needed by {_describe(parent)}"
         if isinstance(req, PackageRequirement) and req.name not in provider.package_names():
             lines.append(f"no package named {req.name!r} ({needed_by})")
+        elif isinstance(req, PackageRequirement) and req.capability:
+            lines.append(f"no usable version of {req.name} provides {req} ({needed_by})")
         elif isinstance(req, PackageRequirement) and req.constraint:
             lines.append(f"no version of {req.name} matches '{req.constraint.strip()}' ({needed_by})")
         elif isinstance(req, CapabilityRequirement):

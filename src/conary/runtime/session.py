@@ -61,9 +61,12 @@ def _is_initialised(root: Path) -> bool:
     return (root / STATE_DIR / "conary.db").is_file()
 
 
-def init_root(root: str | os.PathLike[str]) -> bool:
-    """Create the database, content store and journal directory. Returns False if already there."""
+def init_root(root: str | os.PathLike[str], *, dry_run: bool = False) -> bool:
+    """Create the database, content store and journal directory. Returns False if already there
+    (under DRY_RUN only says whether it would create them)."""
     path = Path(root).absolute()
+    if dry_run:
+        return not _is_initialised(path)
     path.mkdir(parents=True, exist_ok=True)
     existed = _is_initialised(path)
     with open_root(path, create=True):
@@ -72,8 +75,11 @@ def init_root(root: str | os.PathLike[str]) -> bool:
 
 
 @contextlib.contextmanager
-def open_root(root: str | os.PathLike[str], *, create: bool = False) -> Iterator[RootSession]:
-    """Lock ROOT, open its database and content store, and recover an interrupted transaction."""
+def open_root(
+    root: str | os.PathLike[str], *, create: bool = False, recover: bool = True
+) -> Iterator[RootSession]:
+    """Lock ROOT, open its database and content store, and recover an interrupted transaction
+    (unless RECOVER is False: then ``session.recovered`` says what recovery would do)."""
     lay = layout(root)
     _check_root(lay.root)
     if not create and not _is_initialised(lay.root):
@@ -106,7 +112,7 @@ def open_root(root: str | os.PathLike[str], *, create: bool = False) -> Iterator
     engine = Engine(str(lay.root), fs, db, cas, journal, counter)
     session = RootSession(lay.root, lay, fs, db, cas, journal, engine, lock_fd)
     try:
-        session.recovered = engine.recover()
+        session.recovered = engine.recover() if recover else engine.pending()
         yield session
     finally:
         session.close()

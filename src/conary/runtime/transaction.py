@@ -30,7 +30,7 @@ from pathlib import Path
 from conary.runtime.actions import Action, MakeDir, PutFile, RemoveDir, RemoveFile, SetMeta
 from conary.runtime.cas import ContentStore, copy_fd
 from conary.runtime.db import Database
-from conary.runtime.errors import MissingContentError
+from conary.runtime.errors import MissingContentError, UnsafePathError
 from conary.runtime.journal import Journal, JournalRecord
 from conary.runtime.plan import Plan
 from conary.runtime.safefs import RootFS
@@ -177,12 +177,15 @@ class Engine:
         return TxContext(self.fs, self.cas, txid, self.counter)
 
     def check_content(self, plan: Plan, feeder: ContentFeeder) -> None:
-        missing = feeder.missing(a.sha256 for a in plan.actions if isinstance(a, PutFile) and a.type == "file")
+        missing = feeder.missing(
+            a.sha256 for a in plan.actions if isinstance(a, PutFile) and a.type == "file"
+        )
         if missing:
             raise MissingContentError(
                 f"{len(missing)} file content(s) are not in the content store (first: {missing[0]})",
                 where=self.root,
-                hint="install the packages again from their .ccs files (content may have been garbage-collected)",
+                hint="install the packages again from their .ccs files "
+                "(content may have been garbage-collected)",
             )
 
     def run(self, plan: Plan, sandbox: str, sources: ContentSources | None = None) -> TxResult:
@@ -217,7 +220,12 @@ class Engine:
         except BaseException:
             self._reverse(record)
             raise
-        state = self.db.commit_state(txid, plan.summary, plan.packages, plan.target)
+        try:
+            state = self.db.commit_state(txid, plan.summary, plan.packages, plan.target)
+        except BaseException:
+            if not self.db.is_committed(txid):
+                self._reverse(record)
+            raise
         self.counter()
         triggers, warnings = self._complete(record)
         return TxResult(txid, state, plan, triggers, (*pre_warnings, *warnings))
@@ -241,15 +249,33 @@ class Engine:
     def _reverse(self, record: JournalRecord) -> None:
         ctx = self._ctx(record.txid)
         for action in reversed(record.actions):
-            action.reverse(ctx)
+            try:
+                action.reverse(ctx)
+            except UnsafePathError:
+                continue  # a parent became a symlink: nothing of this transaction can be behind it
         self.fs.syncfs()
         self.journal.close(record.txid)
         self.counter()
 
     def _complete(self, record: JournalRecord) -> tuple[tuple[str, ...], tuple[str, ...]]:
         ctx = self._ctx(record.txid)
+
+        def finish(action: Action) -> None:
+            try:
+                action.finish(ctx)
+            except UnsafePathError:
+                pass  # a parent became a symlink: nothing of this transaction can be behind it
+
+        # Deleting files is independent per file (and slow on a busy filesystem): several at once;
+        # then empty directories, deepest first.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for _ in pool.map(
+                finish, [a for a in record.actions if not isinstance(a, RemoveDir)], chunksize=64
+            ):
+                pass
         for action in record.actions:
-            action.finish(ctx)
+            if isinstance(action, RemoveDir):
+                finish(action)
         warnings: list[str] = []
         if not self.journal.post_done(record.txid):
             try:
@@ -265,6 +291,14 @@ class Engine:
         self.journal.close(record.txid)
         self.counter()
         return triggers, tuple(warnings)
+
+    def pending(self) -> list[str]:
+        """What recovery would do, one line per interrupted transaction (nothing is changed)."""
+        return [
+            f"would {'complete' if self.db.is_committed(r.txid) else 'roll back'} interrupted transaction "
+            f"{r.txid} ({r.summary})"
+            for r in self.journal.pending()
+        ]
 
     def recover(self) -> list[str]:
         """Finish or undo every interrupted transaction. Returns one line per transaction."""
