@@ -147,3 +147,33 @@ def test_tampered_index_refused_through_cli(
     assert r.code == 1
     assert "index signature does not verify against key" in r.err
     assert not (root / "var/lib/conary/repos/web/index.json").exists()
+
+
+def test_reinstall_is_a_no_op_and_update_picks_the_newer_version(
+    cli, keys: tuple[Path, Path], packages: Path, tmp_path: Path
+) -> None:
+    from conary.ccs import PackageMeta, build_package, open_package
+
+    repo = _repo_copy(packages, tmp_path, cli, keys[0])
+    root = _system_root(tmp_path, cli)
+    assert cli("--root", root, "key", "add", keys[1]).code == 0
+    assert cli("--root", root, "repo", "add", "main", repo).code == 0
+    assert cli("--root", root, "install", "app").code == 0
+    r = cli("--root", root, "install", "app", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["state"] is None  # nothing to do: the same app, its libraries installed
+
+    # Publish app 1.1 (same program) and re-index: update by name takes it.
+    tree = tmp_path / "tree-app"
+    with open_package(repo / "app-1.0-1.x86_64.ccs") as pkg:
+        pkg.extract(tree)
+    build_package(tree, PackageMeta("app", "1.1"), output_dir=repo, signing_key=keys[0], split_debug=False)
+    assert cli("repo", "index", repo, "--key", keys[0]).code == 0
+    r = cli("--root", root, "update", "app", "--json")
+    assert r.code == 0, r.err
+    versions = {p["name"]: p["version"] for p in json.loads(cli("--root", root, "list", "--json").out)}
+    assert versions == {"app": "1.1", "hostlibc": "2.36", "libfoo": "1.0"}
+    r = cli("--root", root, "install", "app=1.0", "--json")
+    assert r.code == 0, r.err
+    versions = {p["name"]: p["version"] for p in json.loads(cli("--root", root, "list", "--json").out)}
+    assert versions["app"] == "1.0"

@@ -96,3 +96,22 @@ def test_system_trigger_commands(cli, tmp_path: Path) -> None:
     assert (root / "etc/conary/triggers.toml").read_text() == "disabled = []\n"
     r = cli("--root", root, "system", "trigger", "enable", "nosuch")
     assert r.code == 2 and "no trigger named 'nosuch'" in r.err
+
+
+def test_failing_trigger_is_reported_and_the_changeset_stays(
+    cli, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    lib, _ = compile_libfoo(tmp_path / "src")
+    tree = tmp_path / "tree"
+    (tree / "usr/lib").mkdir(parents=True)
+    shutil.copy2(lib, tree / "usr/lib/libfoo.so.1")
+    libs = build_package(tree, PackageMeta("libfoo", "1.0"), output_dir=tmp_path / "out", signing_key=keys[0])
+    root = _root(tmp_path, cli, keys[1])
+    handler = root / "usr/sbin/ldconfig"
+    handler.write_text("#!/bin/sh\necho cache directory is read-only\nexit 5\n")
+    handler.chmod(0o755)
+    r = cli("--root", root, "install", libs, "--sandbox", "always")
+    assert r.code == 0, r.err
+    assert "trigger ldconfig failed with exit code 5; last output: cache directory is read-only" in r.err
+    assert (root / "usr/lib/libfoo.so.1").is_file()
+    assert [p["name"] for p in json.loads(cli("--root", root, "list", "--json").out)] == ["libfoo"]

@@ -215,6 +215,19 @@ def test_cli_run_end_to_end(conary_bin, tmp_path: Path) -> None:  # type: ignore
     assert (work / "out.txt").read_text() == "hi conary-sandbox\n"
 
 
+def test_callers_environment_is_not_readable_through_proc(conary_bin) -> None:  # type: ignore[no-untyped-def]
+    # The sandbox's init is a fork of the caller; its inherited environment block must be scrubbed,
+    # or any step could read the caller's secrets from /proc/1/environ.
+    proc = conary_bin(
+        "sandbox", "run", "--", "sh", "-c",
+        "for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do cat $f; echo; done | tr '\\0' ' '",
+        env={**os.environ, "SECRET": "leak-through-proc-7c1e"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "/proc/1/" not in proc.stderr
+    assert "leak-through-proc-7c1e" not in proc.stdout
+
+
 def test_cli_check(cli) -> None:  # type: ignore[no-untyped-def]
     r = cli("sandbox", "check")
     assert r.code == 0

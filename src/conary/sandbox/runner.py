@@ -277,6 +277,7 @@ def _init(
     parent: int,
 ) -> None:
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    _scrub_inherited_environment()
     if select.select([parent], [], [], 0)[0]:  # the parent died before the death signal was armed
         os._exit(_SETUP_FAILED)
     os.close(parent)
@@ -297,6 +298,24 @@ def _init(
         pid, status = os.waitpid(-1, 0)
         if pid == child:
             os._exit(_exit_code(status))
+
+
+def _scrub_inherited_environment() -> None:
+    """Zero the environment block this process inherited from the caller.
+
+    The init is a fork of the caller, so /proc/1/environ inside the sandbox would show the caller's
+    original environment (tokens, secrets) to every step. Python's os.environ is a copy, so zeroing the
+    kernel-visible block through /proc/self/mem changes nothing else.
+    """
+    with open("/proc/self/stat", "rb") as stat:
+        # Fields after the parenthesised command name; env_start and env_end are fields 50 and 51.
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    env_start, env_end = int(fields[47]), int(fields[48])
+    if env_end <= env_start:
+        return
+    with open("/proc/self/mem", "r+b", buffering=0) as mem:
+        mem.seek(env_start)
+        mem.write(b"\0" * (env_end - env_start))
 
 
 def _build_root(spec: SandboxSpec, flags: int, nested: bool, operations: Sequence[Operation]) -> None:
