@@ -125,7 +125,6 @@ def test_no_split_debug_keeps_binary(elf_tree: Path, tmp_path: Path) -> None:
         assert pkg.read_file(entry) == (elf_tree / "usr/bin/zhello").read_bytes()
 
 
-@pytest.mark.slow
 def test_same_tree_twice_is_byte_identical(tmp_path: Path) -> None:
     steps = ["lib", "links", "static", "bin", "script", "headers", "pc", "pc2", "doc", "etc", "big", "empty"]
     reverse = list(reversed(steps))

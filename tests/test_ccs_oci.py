@@ -96,7 +96,6 @@ def test_skopeo_inspects_the_archive(image: Path) -> None:
     assert manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
 
 
-@pytest.mark.slow
 def test_umoci_unpack_matches_package_files(image: Path, packages: list[Path], tmp_path: Path) -> None:
     layout = tmp_path / "layout"
     with tarfile.open(image) as tar:

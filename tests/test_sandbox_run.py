@@ -258,3 +258,12 @@ def test_a_sandbox_runs_inside_a_sandbox(spec: SandboxSpec, tmp_path: Path, oute
     assert code == 6, text
     assert sorted(text.split()) == sorted(["conary-sandbox", "inner-wrote", "inner-userns", "True"])
     assert (tmp_path / "destdir" / "inner").exists()
+
+
+def test_root_inside_cannot_make_device_nodes(conary_bin) -> None:  # type: ignore[no-untyped-def]
+    # A block device node for the host's disk would bypass every read-only mount.
+    proc = conary_bin(
+        "sandbox", "run", "--", "sh", "-c", "mknod /tmp/disk b 8 0 2>/dev/null && echo made || echo refused"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "refused\n"

@@ -39,8 +39,10 @@ _EXEC_FAILED = 127
 # Forwarded by the init to the command; everything else an init would ignore.
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 # Capabilities no build step needs; dropped from the bounding set so that even root inside the
-# sandbox cannot undo its mounts, load modules, reboot or reconfigure the network.
+# sandbox cannot undo its mounts, load modules, reboot, reconfigure the network, or make a device
+# node (device numbers are not namespaced: a node for the host's disk would bypass every mount).
 _DROPPED_CAPS = (
+    27,  # CAP_MKNOD
     16,  # CAP_SYS_MODULE
     17,  # CAP_SYS_RAWIO
     21,  # CAP_SYS_ADMIN
