@@ -336,20 +336,17 @@ def build_package(
         if split_debug:
             (workdir / "debug").mkdir()
             splitter = DebugSplitter(workdir / "debug", {i.path for i in items})
-        import time as _t; _t0=_t.time()
         scanner = _Scanner(splitter)
         # Big files first so the last worker is not left alone with a giant.
         order = sorted((i for i in items if i.type == "file"), key=lambda i: -i.size)
         with ThreadPoolExecutor(workers) as pool:
             results = [pair for pairs in pool.map(scanner.scan, order) for pair in pairs]
-        print('pass1', round(_t.time()-_t0,2), file=__import__('sys').stderr); _t0=_t.time()
         items = _merge_items(items, [item for item, _ in results])
         packed = {item.path: p for item, p in results}
         manifest, records = _manifest(items, packed, meta, rules, scripts, provenance, source_date_epoch)
         manifest_bytes = encode_manifest(manifest, records)
         signature = encode_signature(key, manifest_bytes)
         target = output_dir / f"{manifest.nevra}.ccs"
-        print('manifest', round(_t.time()-_t0,2), file=__import__('sys').stderr); _t0=_t.time()
         compressor = _Compressor(scanner.sources, compression_level)
         with atomic_writer(target, 0o644) as out, contextlib.closing(compressor):
             _write_archive(
@@ -361,11 +358,9 @@ def build_package(
                 source_date_epoch,
                 workers,
             )
-            print('pass2', round(_t.time()-_t0,2), file=__import__('sys').stderr); _t0=_t.time()
             for item, p in results:
                 if _stamp(os.stat(item.source)) != p.stamp:
                     raise CcsError("file changed while it was being packed", where=item.source)
-    print('fsync', round(_t.time()-_t0,2), file=__import__('sys').stderr)
     return target
 
 
