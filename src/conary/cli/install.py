@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("packages", nargs="*", metavar="PKG", help="a .ccs file or a package NAME")
     add_mutating(p)
     _trust_args(p)
-    p.set_defaults(func=_update)
+    p.set_defaults(func=_install)
 
     p = subparsers.add_parser(
         "list", help="list installed packages", description="List the packages installed in the root."
@@ -59,23 +59,10 @@ def _trust_args(p: argparse.ArgumentParser) -> None:
 
 
 def _install(args: argparse.Namespace) -> int:
-    from conary.runtime import install
+    from conary.runtime import install, update
 
-    outcome = install(
-        args.root,
-        args.packages,
-        allow_untrusted=args.allow_untrusted,
-        sandbox=args.sandbox,
-        check_deps=not args.nodeps,
-        dry_run=args.dry_run,
-    )
-    return render_outcome(outcome, args.json)
-
-
-def _update(args: argparse.Namespace) -> int:
-    from conary.runtime import update
-
-    outcome = update(
+    operation = update if args.command == "update" else install
+    outcome = operation(
         args.root,
         args.packages,
         allow_untrusted=args.allow_untrusted,

@@ -1,10 +1,12 @@
 """The root's content store: one object per distinct file content, named by its sha256.
 
-Objects are whole files (not chunks), stored uncompressed at ``<root>/conary/objects/aa/rest``:
-restoring, verifying or rolling back a file is one copy of one object, and an installed file can be
-checked against the store by comparing hashes. A content already present is never written again.
-New objects are written to ``objects/tmp`` and renamed into place; their durability comes from the
-transaction's syncfs before anything refers to them.
+Objects are whole files (not chunks) at ``<root>/conary/objects/aa/rest``, named by the sha256 of
+the file's content. An object holds that content as a sequence of zstd frames: exactly the
+compressed chunks the package carried, copied without recompressing. So filling the store costs no
+compression and writes the compressed size, while restoring, verifying or rolling back a file is
+still one object per file (decompress and write, or decompress and hash). A content already present
+is never written again. New objects are written to ``objects/tmp`` and renamed into place only once
+durable (the transaction's syncfs comes first).
 """
 
 from __future__ import annotations
@@ -13,21 +15,22 @@ import contextlib
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from conary.fsutil import fsync_dir
+import zstandard
+
 from conary.runtime.errors import MissingContentError
 
-_COPY_CHUNK = 1 << 30
+_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
 class StoredObject:
     sha256: str
     path: Path
-    size: int
+    size: int  # bytes on disk (compressed)
 
 
 class ContentStore:
@@ -51,50 +54,11 @@ class ContentStore:
             self._made_dirs.add(prefix)
         return directory
 
-    def put(
-        self, sha256: str, data: Iterable[bytes], *, durable: bool = False, verified: bool = False
-    ) -> bool:
-        """Store DATA as object SHA256 unless present. Returns True if it was written.
-
-        The bytes are hashed while written (unless VERIFIED: the source already checked every piece
-        against the signed manifest); a mismatch leaves nothing behind. With DURABLE the object is
-        fsynced at once (callers outside a transaction); otherwise the transaction's syncfs does it.
-        """
-        if self.has(sha256):
-            return False
-        self.tmp.mkdir(mode=0o755, parents=True, exist_ok=True)
-        tmp = self.tmp / f"{secrets.token_hex(8)}.part"
-        digest = hashlib.sha256()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
-        try:
-            for block in data:
-                if not verified:
-                    digest.update(block)
-                view = memoryview(block)
-                while view:
-                    view = view[os.write(fd, view) :]
-            if not verified and digest.hexdigest() != sha256:
-                raise MissingContentError(
-                    f"content does not match its hash (got {digest.hexdigest()})", where=f"object {sha256}"
-                )
-            if durable:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        os.close(fd)
-        target = self._prefix_dir(sha256) / sha256[2:]
-        os.rename(tmp, target)
-        if durable:
-            fsync_dir(target.parent)
-        self._on_mutation()
-        return True
-
     def new_tmp(self) -> tuple[Path, int]:
-        """A fresh temporary object file (path, descriptor open for writing)."""
-        self.tmp.mkdir(mode=0o755, parents=True, exist_ok=True)
+        """A fresh temporary object file (path, descriptor open for writing zstd frames)."""
+        if "tmp" not in self._made_dirs:
+            self.tmp.mkdir(mode=0o755, parents=True, exist_ok=True)
+            self._made_dirs.add("tmp")
         tmp = self.tmp / f"{secrets.token_hex(8)}.part"
         return tmp, os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
 
@@ -103,39 +67,37 @@ class ContentStore:
         os.rename(tmp, self._prefix_dir(sha256) / sha256[2:])
         self._on_mutation()
 
-    def open(self, sha256: str) -> int:
+    def missing_error(self, sha256: str) -> MissingContentError:
+        return MissingContentError(
+            "object missing from the content store",
+            where=f"object {sha256}",
+            hint="reinstall the package from its .ccs file to bring the content back",
+        )
+
+    def read_chunks(self, sha256: str) -> Iterator[bytes]:
+        """The content of object SHA256, decompressed, block by block."""
         try:
-            return os.open(self.path(sha256), os.O_RDONLY | os.O_CLOEXEC)
+            handle = open(self.path(sha256), "rb")  # noqa: SIM115 - closed by the with below
         except FileNotFoundError:
-            raise MissingContentError(
-                "object missing from the content store",
-                where=f"object {sha256}",
-                hint="reinstall the package from its .ccs file to bring the content back",
-            )
+            raise self.missing_error(sha256)
+        with handle:
+            yield from decompress_frames(handle)
 
     def copy_into(self, sha256: str, dst_fd: int) -> None:
-        """Copy object SHA256 into the open file DST_FD (in-kernel where possible)."""
-        src = self.open(sha256)
-        try:
-            copy_fd(src, dst_fd)
-        finally:
-            os.close(src)
-
-    def read_chunks(self, sha256: str, block: int = 1 << 20) -> Iterator[bytes]:
-        fd = self.open(sha256)
-        try:
-            while data := os.read(fd, block):
-                yield data
-        finally:
-            os.close(fd)
+        """Write the content of object SHA256 into the open file DST_FD."""
+        for block in self.read_chunks(sha256):
+            write_all(dst_fd, block)
 
     def check(self, sha256: str) -> str | None:
-        """None if the object exists and hashes to its name; otherwise what is wrong."""
+        """None if the object exists and its content hashes to its name; otherwise what is wrong."""
         if not self.has(sha256):
             return "missing from the content store"
         digest = hashlib.sha256()
-        for data in self.read_chunks(sha256):
-            digest.update(data)
+        try:
+            for data in self.read_chunks(sha256):
+                digest.update(data)
+        except zstandard.ZstdError:
+            return "content store object is corrupt"
         if digest.hexdigest() != sha256:
             return "content store object is corrupt"
         return None
@@ -160,12 +122,14 @@ class ContentStore:
         return sorted(self.tmp.iterdir()) if self.tmp.is_dir() else []
 
 
-def copy_fd(src: int, dst: int) -> None:
-    """Copy all of SRC into DST from offset 0, in the kernel (copy_file_range)."""
-    size = os.fstat(src).st_size
-    offset = 0
-    while offset < size:
-        n = os.copy_file_range(src, dst, min(_COPY_CHUNK, size - offset), offset, offset)
-        if n == 0:
-            raise OSError(f"short copy at offset {offset} of {size}")
-        offset += n
+def decompress_frames(handle: object) -> Iterator[bytes]:
+    """Decompress a file of concatenated zstd frames (an empty file is empty content)."""
+    reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True, closefd=False)
+    while block := reader.read(_BLOCK):
+        yield block
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

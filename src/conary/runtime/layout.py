@@ -36,10 +36,6 @@ class Layout:
     def cas_dir(self) -> Path:
         return self.root / CAS_DIR
 
-    @property
-    def cas_tmp(self) -> Path:
-        return self.cas_dir / "tmp"
-
 
 def layout(root: str | Path) -> Layout:
     return Layout(Path(root).absolute())

@@ -8,13 +8,17 @@ under ``dry_run``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conary.ccs import CcsError, Dependency, PublicKey, open_package
+import zstandard
+
+from conary.ccs import CcsError, CcsVerifyError, Dependency, FileEntry, PublicKey, open_package
+from conary.ccs.limits import MAX_OBJECT_BYTES
 from conary.errors import InputError
 from conary.runtime.errors import DependencyError, RuntimeStateError
 from conary.runtime.model import FileMap, Selected, components_for
@@ -89,9 +93,25 @@ def _content_sources(loaded: Mapping[str, tuple[Any, Selected]]) -> dict[str, An
     for pkg, sel in loaded.values():
         for entry in sel.entries():
             if entry.type == "file" and entry.sha256 not in sources:
-                # iter_file_data re-checks every chunk against its id; the reader checked the file hash.
-                sources[entry.sha256] = functools.partial(pkg.iter_file_data, entry)
+                sources[entry.sha256] = functools.partial(_frames, pkg, entry)
     return sources
+
+
+def _frames(pkg: Any, entry: FileEntry) -> Iterator[tuple[bytes, bytes]]:
+    """(compressed frame, content) per chunk, the content decompressed from that very frame and
+    checked against the chunk's id (the package could change on disk after it was verified)."""
+    decompressor = zstandard.ZstdDecompressor()
+    for chunk in entry.chunks:
+        frame = pkg.compressed_object(chunk)
+        try:
+            data = decompressor.decompress(frame, max_output_size=MAX_OBJECT_BYTES)
+        except zstandard.ZstdError as err:
+            raise CcsVerifyError(f"object is corrupt: {err}", where=f"{pkg.path}: object {chunk}")
+        if hashlib.sha256(data).hexdigest() != chunk:
+            raise CcsVerifyError(
+                "object changed since the package was verified", where=f"{pkg.path}: {chunk}"
+            )
+        yield frame, data
 
 
 def _load(

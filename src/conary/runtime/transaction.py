@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conary.runtime.actions import Action, MakeDir, PutFile, RemoveDir, RemoveFile, SetMeta
-from conary.runtime.cas import ContentStore, copy_fd
+from conary.runtime.cas import ContentStore, decompress_frames, write_all
 from conary.runtime.db import Database
 from conary.runtime.errors import MissingContentError, UnsafePathError
 from conary.runtime.journal import Journal, JournalRecord
@@ -55,18 +55,20 @@ class OpCounter:
                 os.kill(os.getpid(), signal.SIGKILL)
 
 
-ContentSources = Mapping[str, Callable[[], Iterable[bytes]]]
+# sha256 -> a callable yielding (compressed frame, its verified content) for each chunk of the file.
+ContentSources = Mapping[str, Callable[[], Iterable[tuple[bytes, bytes]]]]
 
 
 class ContentFeeder:
     """Where staged file content comes from: the content store, or a package whose content is not in
-    the store yet. Such content is written in one pass to the staged file and to a new store object,
-    which is renamed into the store only after the syncfs that makes it durable."""
+    the store yet. Such content is read once: each chunk's content goes to the staged file and its
+    compressed frame to a new store object, which is renamed into the store only after the syncfs
+    that makes it durable."""
 
     def __init__(self, cas: ContentStore, sources: ContentSources) -> None:
         self.cas = cas
         self.sources = sources
-        self.pending: dict[str, object] = {}
+        self.pending: dict[str, Path] = {}
         self._lock = threading.Lock()
 
     def missing(self, wanted: Iterable[str]) -> list[str]:
@@ -76,17 +78,18 @@ class ContentFeeder:
         with self._lock:
             tmp = self.pending.get(sha256)
         if tmp is not None:
-            with open(tmp, "rb") as src:  # type: ignore[call-overload]
-                copy_fd(src.fileno(), fd)
+            with open(tmp, "rb") as handle:
+                for block in decompress_frames(handle):
+                    write_all(fd, block)
             return
         if sha256 not in self.sources or self.cas.has(sha256):
             self.cas.copy_into(sha256, fd)
             return
         path, cfd = self.cas.new_tmp()
         try:
-            for block in self.sources[sha256]():
-                _write_all(fd, block)
-                _write_all(cfd, block)
+            for frame, data in self.sources[sha256]():
+                write_all(fd, data)
+                write_all(cfd, frame)
         finally:
             os.close(cfd)
         with self._lock:
@@ -94,14 +97,14 @@ class ContentFeeder:
 
     def adopt(self) -> None:
         for sha256, tmp in sorted(self.pending.items()):
-            self.cas.adopt(tmp, sha256)  # type: ignore[arg-type]
+            self.cas.adopt(tmp, sha256)
         self.pending.clear()
 
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    def discard(self) -> None:
+        """Delete new objects not yet in the store (the changeset failed)."""
+        for tmp in self.pending.values():
+            tmp.unlink(missing_ok=True)
+        self.pending.clear()
 
 
 @dataclass
@@ -218,6 +221,7 @@ class Engine:
                     action.execute(ctx)
             self.fs.syncfs()
         except BaseException:
+            feeder.discard()
             self._reverse(record)
             raise
         try:
