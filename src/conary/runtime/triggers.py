@@ -12,9 +12,7 @@ Enable/disable state is ``<root>/etc/conary/triggers.toml``:
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import tomli_w
 
+from conary.ccs import glob_matches
 from conary.errors import ConaryError, InputError
 from conary.fsutil import atomic_write_bytes
 from conary.runtime.scriptlets import ScriptletError, check_mode, executable_in_root, run_in_root
@@ -56,8 +55,7 @@ class Trigger:
         return None
 
     def matches(self, paths: Iterable[str]) -> list[str]:
-        regex = _compile(self.patterns)
-        return sorted(p for p in paths if regex.match(p))
+        return sorted(p for p in paths if any(glob_matches(pattern, p) for pattern in self.patterns))
 
 
 def _top_dirs(root: Path, base: str, matched: Sequence[str]) -> set[str]:
@@ -149,30 +147,6 @@ BUILTIN_TRIGGERS: tuple[Trigger, ...] = (
         lambda root, matched: [["daemon-reload"]],
     ),
 )
-
-
-@functools.lru_cache(maxsize=64)
-def _compile(patterns: tuple[str, ...]) -> re.Pattern[str]:
-    """One regex for glob PATTERNS: '*' and '?' stay within a path component, '**' crosses them."""
-    parts = []
-    for pattern in patterns:
-        out, i = [], 0
-        while i < len(pattern):
-            ch = pattern[i]
-            if pattern.startswith("**", i):
-                out.append(".*")
-                i += 2
-            elif ch == "*":
-                out.append("[^/]*")
-                i += 1
-            elif ch == "?":
-                out.append("[^/]")
-                i += 1
-            else:
-                out.append(re.escape(ch))
-                i += 1
-        parts.append("".join(out))
-    return re.compile("^(?:" + "|".join(parts) + ")$")
 
 
 def normalize_path(path: str) -> str:
