@@ -217,6 +217,11 @@ def open_package(
     fd = _open_fd(path)
     try:
         package = _verify(path, fd, trusted, limits, workers or os.cpu_count() or 1)
+    except CcsError as err:
+        os.close(fd)
+        # Region names ("archive", "MANIFEST.sig", "objects/ab/...") mean little without the file.
+        err.where = f"{path}: {err.where}" if err.where else str(path)
+        raise
     except BaseException:
         os.close(fd)
         raise
