@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from conary.cli import output
-
-if TYPE_CHECKING:
-    pass
 
 
 def add_root(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +16,12 @@ def add_root(parser: argparse.ArgumentParser) -> None:
 
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def add_dry_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check and print what would change, change nothing"
+    )
 
 
 def add_mutating(parser: argparse.ArgumentParser, *, sandbox: bool = True) -> None:

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from conary.cli import output
-from conary.cli._runtime_args import add_root
+from conary.cli._runtime_args import add_dry_run, add_root
 
 
 def register(system_subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +35,7 @@ def register(system_subparsers: argparse._SubParsersAction) -> None:
     for verb, enabled in (("enable", True), ("disable", False)):
         sp = sub.add_parser(verb, help=f"{verb} a trigger", description=f"{verb.capitalize()} trigger NAME.")
         sp.add_argument("name", metavar="NAME")
+        add_dry_run(sp)
         add_root(sp)
         sp.set_defaults(func=_switch, enabled=enabled)
     p.set_defaults(func=lambda args: _usage(p))
@@ -82,6 +83,10 @@ def _show(args: argparse.Namespace) -> int:
 def _switch(args: argparse.Namespace) -> int:
     from conary.runtime.triggers import set_enabled
 
-    set_enabled(Path(args.root), args.name, args.enabled)
-    output.notice(f"trigger {args.name} {'enabled' if args.enabled else 'disabled'}")
+    set_enabled(Path(args.root), args.name, args.enabled, dry_run=args.dry_run)
+    state = "enabled" if args.enabled else "disabled"
+    if args.dry_run:
+        output.notice(f"trigger {args.name} would be {state} (dry run)")
+    else:
+        output.notice(f"trigger {args.name} {state}")
     return 0

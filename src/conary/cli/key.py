@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from conary.cli import output
-from conary.cli._runtime_args import add_root
+from conary.cli._runtime_args import add_dry_run, add_root
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     add = sub.add_parser("add", help="trust a public key", description="Trust the public key in KEY.pub.")
     add.add_argument("path", metavar="KEY.pub")
+    add_dry_run(add)
     add_root(add)
     add.set_defaults(func=_add)
 
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     rm = sub.add_parser("remove", help="stop trusting a key", description="Stop trusting KEY_ID.")
     rm.add_argument("key_id", metavar="KEY_ID")
+    add_dry_run(rm)
     add_root(rm)
     rm.set_defaults(func=_remove)
     p.set_defaults(func=lambda args: _usage(p))
@@ -42,8 +44,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _add(args: argparse.Namespace) -> int:
     from conary.runtime.keys import add_key
 
-    key_id = add_key(Path(args.root), args.path)
-    output.notice(f"trusted key {key_id}")
+    key_id = add_key(Path(args.root), args.path, dry_run=args.dry_run)
+    output.notice(f"would trust key {key_id} (dry run)" if args.dry_run else f"trusted key {key_id}")
     return 0
 
 
@@ -66,6 +68,6 @@ def _list(args: argparse.Namespace) -> int:
 def _remove(args: argparse.Namespace) -> int:
     from conary.runtime.keys import remove_key
 
-    remove_key(Path(args.root), args.key_id)
-    output.notice(f"removed key {args.key_id}")
+    key_id = remove_key(Path(args.root), args.key_id, dry_run=args.dry_run)
+    output.notice(f"would remove key {key_id} (dry run)" if args.dry_run else f"removed key {key_id}")
     return 0

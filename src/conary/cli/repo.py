@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from conary.cli import output
-from conary.cli._runtime_args import add_root
+from conary.cli._runtime_args import add_dry_run, add_root
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add = sub.add_parser("add", help="add a repository", description="Add repository NAME at DIR or URL.")
     add.add_argument("name", metavar="NAME")
     add.add_argument("location", metavar="DIR|URL")
+    add_dry_run(add)
     add_root(add)
     add.set_defaults(func=_add)
 
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "against the trusted keys, and keep the verified copy.",
     )
     sync.add_argument("names", nargs="*", metavar="NAME")
+    add_dry_run(sync)
     sync.add_argument("--json", action="store_true", help="print JSON")
     add_root(sync)
     sync.set_defaults(func=_sync)
@@ -47,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(deterministic, written atomically).",
     )
     index.add_argument("directory", metavar="DIR")
+    add_dry_run(index)
     index.add_argument(
         "--key", metavar="KEY", help="secret signing key (default: the user's default key, see 'ccs keygen')"
     )
@@ -63,8 +66,9 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _add(args: argparse.Namespace) -> int:
     from conary.runtime.repo import add_repo
 
-    repo = add_repo(Path(args.root), args.name, args.location)
-    output.notice(f"added repository {repo.name} ({repo.kind}: {repo.url})")
+    repo = add_repo(Path(args.root), args.name, args.location, dry_run=args.dry_run)
+    verb = "would add" if args.dry_run else "added"
+    output.notice(f"{verb} repository {repo.name} ({repo.kind}: {repo.url})")
     return 0
 
 
@@ -88,14 +92,15 @@ def _list(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from conary.runtime.repo import sync
 
-    results = sync(Path(args.root), args.names)
+    results = sync(Path(args.root), args.names, dry_run=args.dry_run)
     if args.json:
         output.emit_json([r.to_json() for r in results])
         return 0
     if not results:
         output.notice("no enabled repositories to sync")
     for result in results:
-        print(f"{result.repo.name}: {result.packages} packages, signed by {result.signer_key_id}")
+        suffix = " (dry run: verified, not stored)" if args.dry_run else ""
+        print(f"{result.repo.name}: {result.packages} packages, signed by {result.signer_key_id}{suffix}")
     return 0
 
 
@@ -115,11 +120,12 @@ def _index(args: argparse.Namespace) -> int:
         key = load_signing_key(key_path)
     except CcsError as err:
         raise InputError(err.what, where=err.where, hint=err.hint)
-    entries = write_index(Path(args.directory), key)
+    entries = write_index(Path(args.directory), key, dry_run=args.dry_run)
     if args.json:
         output.emit_json(
             {"directory": str(Path(args.directory).resolve()), "signer": key.key_id, "packages": len(entries)}
         )
         return 0
-    print(f"indexed {len(entries)} packages in {args.directory}, signed by {key.key_id}")
+    verb = "would index" if args.dry_run else "indexed"
+    print(f"{verb} {len(entries)} packages in {args.directory}, signed by {key.key_id}")
     return 0

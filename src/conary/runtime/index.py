@@ -174,8 +174,11 @@ def sign_index(data: bytes, key: SigningKey) -> bytes:
     )
 
 
-def write_index(directory: str | os.PathLike[str], key: SigningKey) -> list[IndexEntry]:
-    """Index every .ccs file in DIRECTORY and write index.json + index.json.sig atomically."""
+def write_index(
+    directory: str | os.PathLike[str], key: SigningKey, *, dry_run: bool = False
+) -> list[IndexEntry]:
+    """Index every .ccs file in DIRECTORY and write index.json + index.json.sig atomically (under
+    DRY_RUN: verify and index the packages, write nothing)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError("not a directory", where=str(directory))
@@ -190,6 +193,8 @@ def write_index(directory: str | os.PathLike[str], key: SigningKey) -> list[Inde
                 hint="remove one of them",
             )
         seen[key_] = entry.filename
+    if dry_run:
+        return sorted(entries, key=lambda e: (e.name, e.version, e.release, e.arch, e.filename))
     data = encode_index(entries)
     # The signature goes first: a reader that finds a new index beside an old signature refuses it,
     # which is the safe failure; the reverse order would be no better.

@@ -63,18 +63,24 @@ def trusted_keys(root: str | os.PathLike[str]) -> list[PublicKey]:
     return [entry.key for entry in list_keys(root)]
 
 
-def add_key(root: str | os.PathLike[str], pubkey_path: str | os.PathLike[str]) -> str:
+def add_key(
+    root: str | os.PathLike[str], pubkey_path: str | os.PathLike[str], *, dry_run: bool = False
+) -> str:
     """Trust the public key in PUBKEY_PATH (a secret key file gives its public half). Returns its id."""
     try:
         key = load_public_key(pubkey_path)
     except CcsError as err:
         raise InputError(err.what, where=err.where or str(pubkey_path), hint=err.hint)
+    if dry_run:
+        return key.key_id
     atomic_write_bytes(keys_dir(root) / f"{key.key_id}.pub", key.to_text().encode("ascii"), mode=0o644)
     return key.key_id
 
 
-def remove_key(root: str | os.PathLike[str], key_id: str) -> None:
-    """Stop trusting KEY_ID (a full id or an unambiguous prefix of at least 4 hex digits)."""
+def remove_key(root: str | os.PathLike[str], key_id: str, *, dry_run: bool = False) -> str:
+    """Stop trusting KEY_ID (a full id or an unambiguous prefix of at least 4 hex digits).
+
+    Returns the full id of the key removed (or that would be, under DRY_RUN)."""
     key_id = key_id.strip().lower()
     matches = [entry for entry in list_keys(root) if entry.key_id.startswith(key_id)]
     if len(key_id) < 4 or not matches:
@@ -86,8 +92,10 @@ def remove_key(root: str | os.PathLike[str], key_id: str) -> None:
     if len(matches) > 1:
         ids = ", ".join(m.key_id for m in matches)
         raise InputError(f"key id prefix {key_id!r} is ambiguous ({ids})", hint="give the full key id")
-    matches[0].path.unlink()
-    fsync_dir(matches[0].path.parent)
+    if not dry_run:
+        matches[0].path.unlink()
+        fsync_dir(matches[0].path.parent)
+    return matches[0].key_id
 
 
 def describe_trust(root: str | os.PathLike[str]) -> str:

@@ -79,7 +79,7 @@ def _state_dir(root: Path, name: str) -> Path:
     return root / STATE_DIR / name
 
 
-def add_repo(root: str | os.PathLike[str], name: str, location: str) -> Repo:
+def add_repo(root: str | os.PathLike[str], name: str, location: str, *, dry_run: bool = False) -> Repo:
     """Configure repository NAME at LOCATION (a directory or an http(s) URL) for ROOT."""
     root = Path(root)
     if not _NAME.match(name):
@@ -111,6 +111,8 @@ def add_repo(root: str | os.PathLike[str], name: str, location: str) -> Repo:
             hint="choose another name, or edit or delete that file",
         )
     repo = Repo(name, url, True)
+    if dry_run:
+        return repo
     atomic_write_bytes(path, tomli_w.dumps({"name": name, "url": url, "enabled": True}).encode())
     return repo
 
@@ -229,12 +231,21 @@ class SyncResult:
         return {"name": self.repo.name, "packages": self.packages, "signer": self.signer_key_id}
 
 
-def sync_repo(root: str | os.PathLike[str], repo: Repo, keys: Sequence[PublicKey] | None = None) -> RepoIndex:
-    """Fetch REPO's index, verify it against ROOT's trusted keys and store the verified copy."""
+def sync_repo(
+    root: str | os.PathLike[str],
+    repo: Repo,
+    keys: Sequence[PublicKey] | None = None,
+    *,
+    dry_run: bool = False,
+) -> RepoIndex:
+    """Fetch REPO's index, verify it against ROOT's trusted keys and store the verified copy
+    (under DRY_RUN: fetch and verify only)."""
     root = Path(root)
     keys = trusted_keys(root) if keys is None else keys
     data, signature = _fetch_index_bytes(repo)
     index = verify_index(data, signature, keys, where=f"repository {repo.name} ({repo.url})")
+    if dry_run:
+        return index
     state = _state_dir(root, repo.name)
     # Signature first, then index: a crash between leaves a pair that fails to verify (and is
     # refetched), never a stale pair that verifies.
@@ -243,7 +254,9 @@ def sync_repo(root: str | os.PathLike[str], repo: Repo, keys: Sequence[PublicKey
     return index
 
 
-def sync(root: str | os.PathLike[str], names: Sequence[str] = ()) -> list[SyncResult]:
+def sync(
+    root: str | os.PathLike[str], names: Sequence[str] = (), *, dry_run: bool = False
+) -> list[SyncResult]:
     """Sync the named repositories (default: every enabled one).
 
     Every repository is tried; a failure keeps that repository's previous verified copy and is
@@ -263,7 +276,7 @@ def sync(root: str | os.PathLike[str], names: Sequence[str] = ()) -> list[SyncRe
     failures: list[ConaryError] = []
     for repo in repos:
         try:
-            index = sync_repo(root, repo, keys)
+            index = sync_repo(root, repo, keys, dry_run=dry_run)
         except ConaryError as err:
             failures.append(err)
             continue

@@ -178,13 +178,15 @@ def disabled_triggers(root: str | os.PathLike[str]) -> set[str]:
     return set(disabled)
 
 
-def set_enabled(root: str | os.PathLike[str], name: str, enabled: bool) -> None:
+def set_enabled(root: str | os.PathLike[str], name: str, enabled: bool, *, dry_run: bool = False) -> None:
     get_trigger(name)
     disabled = disabled_triggers(root)
     if enabled:
         disabled.discard(name)
     else:
         disabled.add(name)
+    if dry_run:
+        return
     atomic_write_bytes(Path(root) / TRIGGERS_CONFIG, tomli_w.dumps({"disabled": sorted(disabled)}).encode())
 
 
