@@ -1,11 +1,13 @@
 """Packing speed of `conary ccs build` against `tar | zstd -3 -T0`, and chunk sharing across versions.
 
-    python bench/ccs_pack.py [--size-mb 500] [--rounds 3] [--work DIR] [--level N]
+    python bench/ccs_pack.py [--size-mb 500] [--rounds 3] [--work DIR] [--level N] [--no-split-debug]
 
 Builds a tree of about --size-mb from the host's /usr/lib (real libraries, Python modules, ...),
 then alternates A B A B: A = build_package() of the tree (signing and the fsync'd atomic write
-included), B = `tar -cf - TREE | zstd -3 -T0 | cat > /dev/null` (cat: GNU tar skips reading when its
-output is /dev/null). One warm-up round of each is discarded. Prints medians and the ratio.
+included; debug info splitting on unless --no-split-debug, which is the fairer match since tar
+strips nothing), B = `tar -cf - TREE | zstd -3 -T0 | cat > /dev/null` (zstd multi-threaded on all
+cores; cat: GNU tar skips reading when its output is /dev/null). One warm-up round of each is
+discarded. Prints medians, the ratios and the load average (other work on the machine skews both).
 
 Then packs version B of the tree (every 7th file of 64 KiB or more gets 100 bytes inserted in the
 middle, every 11th gets 4 KiB appended) and reports how many of B's chunks A already has.
@@ -90,7 +92,7 @@ def _cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_conary(tree: Path, out: Path, key, level: int) -> tuple[float, float]:
+def time_conary(tree: Path, out: Path, key, level: int, split_debug: bool) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one build."""
     shutil.rmtree(out, ignore_errors=True)
     cpu = _cpu(resource.RUSAGE_SELF)
@@ -102,6 +104,7 @@ def time_conary(tree: Path, out: Path, key, level: int) -> tuple[float, float]:
         signing_key=key,
         source_date_epoch=1,
         compression_level=level,
+        split_debug=split_debug,
     )
     return time.perf_counter() - start, _cpu(resource.RUSAGE_SELF) - cpu
 
@@ -128,6 +131,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--level", type=int, default=DEFAULT_COMPRESSION_LEVEL)
+    ap.add_argument("--no-split-debug", dest="split_debug", action="store_false")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="ccs-bench-", dir="/var/tmp"))
     tree = work / "tree"
@@ -137,14 +141,18 @@ def main() -> int:
         total = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
         files = sum(1 for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
     mb = total / 1e6
-    print(f"tree: {mb:.0f} MB in {files} files ({tree}), {os.cpu_count()} cores, zstd level {args.level}")
+    print(
+        f"tree: {mb:.0f} MB in {files} files ({tree}), {os.cpu_count()} cores, zstd level {args.level}, "
+        f"debug info split {'on' if args.split_debug else 'off'}"
+    )
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     key = new_signing_key()
     out = work / "out"
-    time_conary(tree, out, key, args.level)  # warm-up (page cache, imports)
+    time_conary(tree, out, key, args.level, args.split_debug)  # warm-up (page cache, imports)
     time_tar_zstd(tree)
     conary_runs, tar_runs = [], []
     for _ in range(args.rounds):
-        conary_runs.append(time_conary(tree, out, key, args.level))
+        conary_runs.append(time_conary(tree, out, key, args.level, args.split_debug))
         tar_runs.append(time_tar_zstd(tree))
     c = statistics.median(r[0] for r in conary_runs)
     t = statistics.median(r[0] for r in tar_runs)
@@ -154,11 +162,12 @@ def main() -> int:
     runs_c = [round(r[0], 2) for r in conary_runs]
     runs_t = [round(r[0], 2) for r in tar_runs]
     print(f"conary ccs build      : {mb / c:7.0f} MB/s  (median {c:.2f} s of {runs_c}; CPU {c_cpu:.2f} s)")
-    print(f"tar | zstd -3 -T0     : {mb / t:7.0f} MB/s  (median {t:.2f} s of {runs_t}; CPU {t_cpu:.2f} s)")
+    print(f"tar|zstd -3 -T0|cat   : {mb / t:7.0f} MB/s  (median {t:.2f} s of {runs_t}; CPU {t_cpu:.2f} s)")
     print(f"CPU ratio             : {t_cpu / c_cpu:7.2f}  (baseline CPU / conary CPU; load-independent)")
     print(f"ratio conary/baseline : {t / c:7.2f}  (>= 1.0: conary at least as fast)")
     size = pkg.stat().st_size
     print(f"package size          : {size / 1e6:.0f} MB ({size / total:.1%} of the tree)")
+    print(f"load average after    : {os.getloadavg()[0]:.2f}")
 
     version_b = work / "tree-b"
     if not version_b.exists():

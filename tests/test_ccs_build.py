@@ -19,6 +19,7 @@ from conary.ccs import (
     load_signing_key,
     open_package,
 )
+from conary.ccs import build as ccs_build
 from conary.ccs.keys import new_signing_key
 from helpers_ccs import LIBZ, ZLIB_VERSION, make_elf_tree
 
@@ -144,6 +145,30 @@ def test_same_tree_twice_is_byte_identical(tmp_path: Path) -> None:
     assert a.read_bytes() == b.read_bytes()
     c = build_package(first, META, output_dir=tmp_path / "out-c", signing_key=KEY, source_date_epoch=1)
     assert c.read_bytes() != a.read_bytes()
+
+
+def test_spilled_objects_and_segmented_files_give_the_same_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects over the memory budget wait in a spool file; big files are hashed in segments on
+    several workers. Neither may change a byte of the package."""
+    tree = make_elf_tree(tmp_path / "root")
+    rng = random.Random(11)
+    big = rng.randbytes(700_000) + b"\0" * 900_000 + rng.randbytes(700_000)  # repeated zero chunks
+    (tree / "usr/share/zhello/big.bin").write_bytes(big)
+    (tree / "usr/share/zhello/copy.bin").write_bytes(big[:800_000])  # chunks shared with big.bin
+    plain = build_package(tree, META, output_dir=tmp_path / "plain", signing_key=KEY, source_date_epoch=9)
+    monkeypatch.setattr(ccs_build, "SEGMENT_BYTES", 64 * 1024)
+    out = tmp_path / "spilled"
+    spilled = build_package(
+        tree, META, output_dir=out, signing_key=KEY, source_date_epoch=9, memory_budget=0, workers=3
+    )
+    assert spilled.read_bytes() == plain.read_bytes()
+    assert os.listdir(out) == [spilled.name]  # the spool went with the work directory
+    with open_package(spilled) as pkg:
+        entry = next(f for f in pkg.manifest.files if f.path == "usr/share/zhello/big.bin")
+        assert len(entry.chunks) > 10
+        assert pkg.read_file(entry) == big
 
 
 def test_component_overrides_and_exclude(tmp_path: Path) -> None:

@@ -6,19 +6,17 @@ mtimes, inode order, ownership (unless preserve_owner) and temp paths never reac
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import hashlib
-import itertools
 import mmap
 import os
 import re
 import stat
 import tempfile
 import threading
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ from conary.ccs.deps import FileFacts, dependencies_from_facts, file_facts, need
 from conary.ccs.elfinfo import ElfInfo
 from conary.ccs.errors import CcsError, CcsInputError
 from conary.ccs.keys import SigningKey, as_signing_key
-from conary.ccs.limits import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, CHUNK_THRESHOLD
+from conary.ccs.limits import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, CHUNK_THRESHOLD, MiB
 from conary.ccs.manifest import EMPTY_SHA256, encode_file, encode_manifest, symlink_escapes
 from conary.ccs.merkle import content_root, merkle_root
 from conary.ccs.model import (
@@ -47,8 +45,14 @@ from conary.ccs.sign import encode_signature
 from conary.ccs.tarfmt import BLOCK, MAX_MTIME, end_of_archive, make_header, padding
 from conary.fsutil import atomic_writer
 
-DEFAULT_COMPRESSION_LEVEL = 1  # zstd level; 3 packs ~4% smaller at ~1.3x the CPU (bench/ccs_pack.py)
-_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+DEFAULT_COMPRESSION_LEVEL = 1  # zstd level; 3 packs ~5% smaller for ~1.5x the compression CPU
+OBJECT_MEMORY_BUDGET = 256 * MiB  # compressed objects kept in memory between scan and write
+SEGMENT_BYTES = 8 * MiB  # a bigger file's chunks are hashed and compressed in pieces of this size
+BATCH_BYTES, BATCH_FILES = 1 * MiB, 64  # smaller files go to the workers in batches of this size
+_SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start writeback of dirty pages, do not wait
+_sync_file_range = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
+if _sync_file_range is not None:
+    _sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
 _IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~^-]*$")
 
 
@@ -135,41 +139,126 @@ class PackedFile:
     size: int
     chunks: tuple[str, ...]
     facts: FileFacts
-    stamp: tuple[int, int, int]  # (size, mtime_ns, inode) of the source, checked again at the end
-
-
-@dataclass(frozen=True)
-class ChunkSource:
-    """Where the bytes of an object are read from when it is compressed."""
-
-    path: str
-    offset: int
-    length: int
+    stamp: tuple[int, int, int]  # (size, mtime_ns, inode) of the source, checked again once it is read
+    record: tuple[FileEntry, bytes] | None = None  # its manifest entry, when a worker made it already
 
 
 def _stamp(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-class _Scanner:
-    """Pass 1, one file per call from worker threads: debug split, chunking, hashing, dependency facts."""
+class _ObjectStore:
+    """Compressed objects, each stored once: in memory up to a budget, the rest in a spool file.
 
-    def __init__(self, splitter: DebugSplitter | None) -> None:
-        self.splitter = splitter
-        self.sources: dict[str, ChunkSource] = {}
+    The archive needs the signed manifest (every chunk id) before the first object, so objects are
+    compressed while files are scanned and kept here until they are written in first-use order.
+    """
+
+    def __init__(self, spool_path: Path, memory_budget: int, epoch: int) -> None:
+        self._spool_path = spool_path
+        self._budget = memory_budget
+        self._epoch = epoch
         self._lock = threading.Lock()
+        self._claimed: set[str] = set()
+        self._memory: dict[str, tuple[bytes, bytes]] = {}
+        self._spooled: dict[str, tuple[bytes, int, int]] = {}
+        self._in_memory = 0
+        self._spool_end = 0
+        self._spool_fd = -1
+
+    def claim(self, object_id: str) -> bool:
+        """True exactly once per id: the caller then compresses the object and calls put()."""
+        with self._lock:
+            if object_id in self._claimed:
+                return False
+            self._claimed.add(object_id)
+            return True
+
+    def put(self, object_id: str, blob: bytes) -> None:
+        # the tar header too, here on a worker rather than in the (serial) write loop
+        header = make_header(f"objects/{object_id[:2]}/{object_id[2:]}", len(blob), self._epoch)
+        with self._lock:
+            if self._in_memory + len(blob) <= self._budget:
+                self._memory[object_id] = (header, blob)
+                self._in_memory += len(blob)
+                return
+            if self._spool_fd < 0:
+                self._spool_fd = os.open(self._spool_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
+            offset = self._spool_end
+            self._spool_end += len(blob)
+            self._spooled[object_id] = (header, offset, len(blob))
+            fd = self._spool_fd
+        view = memoryview(blob)
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def take(self, object_id: str) -> tuple[bytes, bytes]:
+        """(tar header, compressed object), released from memory: each object is written once."""
+        entry = self._memory.pop(object_id, None)
+        if entry is not None:
+            return entry
+        header, offset, length = self._spooled.pop(object_id)
+        return header, os.pread(self._spool_fd, length, offset)
+
+    def close(self) -> None:
+        if self._spool_fd >= 0:
+            os.close(self._spool_fd)
+            self._spool_fd = -1
+        self._memory.clear()
+
+
+class _Scanner:
+    """Files from worker threads, read once each: debug split, facts, chunking, hashing, compression.
+
+    A big file is cut here, then its chunks are hashed and compressed in segments on other workers
+    while this one hashes the whole file, so one giant file still keeps every core busy.
+    """
+
+    def __init__(
+        self,
+        splitter: DebugSplitter | None,
+        store: _ObjectStore,
+        level: int,
+        pool: ThreadPoolExecutor,
+        rules: ComponentRules,
+    ) -> None:
+        self.splitter = splitter
+        self.rules = rules
+        self.store = store
+        self.level = level
+        self.pool = pool
         self._local = threading.local()
 
-    def _chunker(self) -> FastCDC:
-        cdc = getattr(self._local, "cdc", None)
-        if cdc is None:
-            cdc = self._local.cdc = new_chunker()
-        return cdc
+    def _tools(self) -> tuple[FastCDC, zstandard.ZstdCompressor]:
+        local = self._local
+        if getattr(local, "cdc", None) is None:
+            local.cdc = new_chunker()
+            # not thread-safe: one compressor per thread
+            local.zstd = zstandard.ZstdCompressor(
+                level=self.level, write_content_size=True, write_checksum=False
+            )
+        return local.cdc, local.zstd
 
-    def scan(self, item: TreeItem) -> list[tuple[TreeItem, PackedFile]]:
-        packed, elf = self._scan_one(item, check_debug=self.splitter is not None)
-        if packed is not None:
-            return [(item, packed)]
+    def scan_batch(self, items: list[TreeItem]) -> list[tuple[TreeItem, _Scanned | PackedFile]]:
+        """Scan files; those not waiting for segments are checked and given their manifest entry
+        here, on a worker, instead of in the serial part after the scan."""
+        out: list[tuple[TreeItem, _Scanned | PackedFile]] = []
+        for item in items:
+            for source_item, scanned in self.scan(item):
+                if scanned.pending:
+                    out.append((source_item, scanned))
+                    continue
+                packed = _checked(source_item, scanned.packed())
+                out.append(
+                    (source_item, replace(packed, record=_file_record(source_item, packed, self.rules)))
+                )
+        return out
+
+    def scan(self, item: TreeItem) -> list[tuple[TreeItem, _Scanned]]:
+        scanned, elf = self._scan_one(item, check_debug=self.splitter is not None)
+        if scanned is not None:
+            return [(item, scanned)]
         assert self.splitter is not None and elf is not None
         stripped, debug_item = self.splitter.split(item, elf)
         out = [(stripped, self._scan_one(stripped, check_debug=False)[0])]
@@ -177,12 +266,11 @@ class _Scanner:
             out.append((debug_item, self._scan_one(debug_item, check_debug=False)[0]))
         return out  # type: ignore[return-value]
 
-    def _record(self, found: list[tuple[str, ChunkSource]]) -> None:
-        with self._lock:
-            for object_id, source in found:
-                self.sources.setdefault(object_id, source)
+    def _store(self, object_id: str, data: bytes | memoryview) -> None:
+        if self.store.claim(object_id):
+            self.store.put(object_id, self._tools()[1].compress(data))
 
-    def _scan_one(self, item: TreeItem, *, check_debug: bool) -> tuple[PackedFile | None, ElfInfo | None]:
+    def _scan_one(self, item: TreeItem, *, check_debug: bool) -> tuple[_Scanned | None, ElfInfo | None]:
         """Scan a file, or return (None, its ELF facts) if its debug info must be split off first."""
         executable = bool(item.mode & 0o111)
         with open(item.source, "rb") as handle:
@@ -193,77 +281,79 @@ class _Scanner:
                 if check_debug and wants_split(item.path, facts.elf):
                     return None, facts.elf
                 if not data:
-                    return PackedFile(EMPTY_SHA256, 0, (), facts, _stamp(st)), None
+                    return _Scanned(EMPTY_SHA256, 0, [], facts, _stamp(st)), None
                 hexid = hashlib.sha256(data).hexdigest()
-                self._record([(hexid, ChunkSource(item.source, 0, len(data)))])
-                return PackedFile(hexid, len(data), (hexid,), facts, _stamp(st)), None
-            # MAP_POPULATE: fault the pages in once, not one by one under the chunker
-            mapped = mmap.mmap(handle.fileno(), 0, flags=_MAP_FLAGS, prot=mmap.PROT_READ)
-        view = memoryview(mapped)
-        try:
+                self._store(hexid, data)
+                return _Scanned(hexid, len(data), [(hexid,)], facts, _stamp(st)), None
+            # No MAP_POPULATE: Python holds the GIL in mmap(), so pages are faulted in later by the
+            # chunker, hashing and compression, which run without it on every core.
+            mapped = mmap.mmap(handle.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        with memoryview(mapped) as view:
             head = bytes(view[:256])
             content = view if needs_full_content(item.path, head) else head
             facts = file_facts(item.path, content, executable=executable)
-            if check_debug and wants_split(item.path, facts.elf):
-                return None, facts.elf
-            return self._scan_view(item.source, view, facts, _stamp(st)), None
-        finally:
-            view.release()
+            split = check_debug and wants_split(item.path, facts.elf)
+            # pyfastcdc's iterator and chunks hold buffer exports: keep them inside this block.
+            cuts = [] if split else [(c.offset, c.length) for c in self._tools()[0].cut_buf(view)]
+        if split:
             mapped.close()
+            return None, facts.elf
+        segments = _segments(cuts)
+        # Segments after the first go to other workers; each keeps the mapping alive until it is done.
+        parts: list[tuple[str, ...] | Future[tuple[str, ...]]] = [
+            self.pool.submit(self._hash_chunks, mapped, segment) for segment in segments[1:]
+        ]
+        parts.insert(0, self._hash_chunks(mapped, segments[0]))
+        if len(cuts) == 1:
+            whole = parts[0][0]  # type: ignore[index]
+        else:
+            with memoryview(mapped) as view:
+                whole = hashlib.sha256(view).hexdigest()
+        return _Scanned(whole, st.st_size, parts, facts, _stamp(st)), None
 
-    def _scan_view(
-        self, source: str, view: memoryview, facts: FileFacts, stamp: tuple[int, int, int]
-    ) -> PackedFile:
-        whole = hashlib.sha256()
-        chunks: list[str] = []
-        found: list[tuple[str, ChunkSource]] = []
-        # pyfastcdc's iterator and chunks hold buffer exports: keep them inside this frame.
-        for start, length in [(c.offset, c.length) for c in self._chunker().cut_buf(view)]:
-            with view[start : start + length] as piece:
-                whole.update(piece)
-                hexid = hashlib.sha256(piece).hexdigest()
-            chunks.append(hexid)
-            found.append((hexid, ChunkSource(source, start, length)))
-        self._record(found)
-        return PackedFile(whole.hexdigest(), len(view), tuple(chunks), facts, stamp)
+    def _hash_chunks(self, mapped: mmap.mmap, cuts: list[tuple[int, int]]) -> tuple[str, ...]:
+        ids: list[str] = []
+        with memoryview(mapped) as view:
+            for start, length in cuts:
+                with view[start : start + length] as piece:
+                    hexid = hashlib.sha256(piece).hexdigest()
+                    self._store(hexid, piece)
+                ids.append(hexid)
+        return tuple(ids)
 
 
-class _Compressor:
-    """Pass 2, one object per call from worker threads: read its bytes again and compress them."""
+@dataclass(frozen=True)
+class _Scanned:
+    """A scanned file whose chunk ids may still be coming from other workers (segments, in order)."""
 
-    def __init__(self, sources: Mapping[str, ChunkSource], level: int) -> None:
-        self.sources = sources
-        self.level = level
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._fds: set[int] = set()
+    sha256: str
+    size: int
+    parts: list[tuple[str, ...] | Future[tuple[str, ...]]]
+    facts: FileFacts
+    stamp: tuple[int, int, int]
 
-    def close(self) -> None:
-        with self._lock:
-            for fd in self._fds:
-                os.close(fd)
-            self._fds.clear()
+    @property
+    def pending(self) -> bool:
+        return any(isinstance(part, Future) for part in self.parts)
 
-    def __call__(self, object_id: str) -> bytes:
-        local = self._local
-        if getattr(local, "zstd", None) is None:
-            local.zstd = zstandard.ZstdCompressor(
-                level=self.level, write_content_size=True, write_checksum=False
-            )
-            local.path, local.fd = None, -1
-        source = self.sources[object_id]
-        if local.path != source.path:  # objects come in file order: keep the last file open
-            with self._lock:
-                if local.fd >= 0:
-                    self._fds.discard(local.fd)
-                    os.close(local.fd)
-                local.fd = os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
-                self._fds.add(local.fd)
-            local.path = source.path
-        data = os.pread(local.fd, source.length, source.offset)
-        if len(data) != source.length:
-            raise CcsError("file changed while it was being packed", where=source.path)
-        return local.zstd.compress(data)
+    def packed(self) -> PackedFile:
+        chunks = tuple(
+            c for part in self.parts for c in (part.result() if isinstance(part, Future) else part)
+        )
+        return PackedFile(self.sha256, self.size, chunks, self.facts, self.stamp)
+
+
+def _segments(cuts: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """Consecutive runs of chunks of about SEGMENT_BYTES each."""
+    segments: list[list[tuple[int, int]]] = [[]]
+    size = 0
+    for cut in cuts:
+        if size >= SEGMENT_BYTES:
+            segments.append([])
+            size = 0
+        segments[-1].append(cut)
+        size += cut[1]
+    return segments
 
 
 def object_order(files: Iterable[FileEntry]) -> list[str]:
@@ -295,6 +385,7 @@ def build_package(
     compression_level: int = DEFAULT_COMPRESSION_LEVEL,
     workers: int | None = None,
     preserve_owner: bool = False,
+    memory_budget: int = OBJECT_MEMORY_BUDGET,
 ) -> Path:
     """Pack *tree* into ``<output_dir>/<name>-<version>-<release>.<arch>.ccs`` (atomically) and return it.
 
@@ -303,6 +394,8 @@ def build_package(
     provenance: recipe hash, source checksums, derivation key, builder ... (text/int/bool values).
     workers: threads for chunking and compression (default: cores + 1).
     preserve_owner: record the tree's uid/gid instead of 0:0.
+    memory_budget: bytes of compressed objects held in memory until they are written; the rest wait
+    in a temporary file beside the output.
     """
     check_meta(meta)
     tree = Path(tree)
@@ -336,32 +429,69 @@ def build_package(
         if split_debug:
             (workdir / "debug").mkdir()
             splitter = DebugSplitter(workdir / "debug", {i.path for i in items})
-        scanner = _Scanner(splitter)
-        # Big files first so the last worker is not left alone with a giant.
-        order = sorted((i for i in items if i.type == "file"), key=lambda i: -i.size)
-        with ThreadPoolExecutor(workers) as pool:
-            results = [pair for pairs in pool.map(scanner.scan, order) for pair in pairs]
-        items = _merge_items(items, [item for item, _ in results])
-        packed = {item.path: p for item, p in results}
-        manifest, records = _manifest(items, packed, meta, rules, scripts, provenance, source_date_epoch)
-        manifest_bytes = encode_manifest(manifest, records)
-        signature = encode_signature(key, manifest_bytes)
-        target = output_dir / f"{manifest.nevra}.ccs"
-        compressor = _Compressor(scanner.sources, compression_level)
-        with atomic_writer(target, 0o644) as out, contextlib.closing(compressor):
-            _write_archive(
-                out,
-                manifest_bytes,
-                signature,
-                object_order(manifest.files),
-                compressor,
-                source_date_epoch,
-                workers,
-            )
-            for item, p in results:
-                if _stamp(os.stat(item.source)) != p.stamp:
-                    raise CcsError("file changed while it was being packed", where=item.source)
+        store = _ObjectStore(workdir / "objects.spool", memory_budget, source_date_epoch)
+        try:
+            results = _scan_files(items, splitter, store, compression_level, workers, rules)
+            items = _merge_items(items, [item for item, _ in results])
+            packed = {item.path: p for item, p in results}
+            manifest, records = _manifest(items, packed, meta, rules, scripts, provenance, source_date_epoch)
+            manifest_bytes = encode_manifest(manifest, records)
+            signature = encode_signature(key, manifest_bytes)
+            target = output_dir / f"{manifest.nevra}.ccs"
+            with atomic_writer(target, 0o644) as out:
+                _write_archive(
+                    out, manifest_bytes, signature, object_order(manifest.files), store, source_date_epoch
+                )
+        finally:
+            store.close()
     return target
+
+
+def _scan_files(
+    items: list[TreeItem],
+    splitter: DebugSplitter | None,
+    store: _ObjectStore,
+    level: int,
+    workers: int,
+    rules: ComponentRules,
+) -> list[tuple[TreeItem, PackedFile]]:
+    """Scan every regular file on a thread pool; returns (item, packed) with stripped and debug files."""
+    # Big files first so the last worker is not left alone with a giant.
+    order = sorted((i for i in items if i.type == "file"), key=lambda i: -i.size)
+    with ThreadPoolExecutor(workers) as pool:
+        scanner = _Scanner(splitter, store, level, pool, rules)
+        try:
+            batches = pool.map(scanner.scan_batch, _batches(order))
+            return [
+                (item, s if isinstance(s, PackedFile) else _checked(item, s.packed()))
+                for batch in batches
+                for item, s in batch
+            ]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _checked(item: TreeItem, packed: PackedFile) -> PackedFile:
+    """*packed*, if its source did not change while it was read (size, mtime and inode as before)."""
+    if _stamp(os.stat(item.source)) != packed.stamp:
+        raise CcsError("file changed while it was being packed", where=item.source)
+    return packed
+
+
+def _batches(order: list[TreeItem]) -> Iterator[list[TreeItem]]:
+    """Small files in batches of about BATCH_BYTES: one task each, not one per file, which spares
+    the thread pool thousands of futures and the wake-ups and GIL hand-offs that come with them."""
+    batch: list[TreeItem] = []
+    size = 0
+    for item in order:
+        batch.append(item)
+        size += item.size
+        if size >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _merge_items(items: list[TreeItem], packed_items: list[TreeItem]) -> list[TreeItem]:
@@ -375,6 +505,25 @@ def _merge_items(items: list[TreeItem], packed_items: list[TreeItem]) -> list[Tr
     return sorted(by_path.values(), key=lambda i: i.path.encode())
 
 
+def _file_record(item: TreeItem, p: PackedFile, rules: ComponentRules) -> tuple[FileEntry, bytes]:
+    """A regular file's manifest entry and its canonical CBOR."""
+    component = rules.component_of(item.path, is_symlink=False)
+    entry = FileEntry(
+        item.path,
+        "file",
+        item.mode,
+        item.uid,
+        item.gid,
+        p.size,
+        p.sha256,
+        p.chunks,
+        "",
+        component,
+        is_config_path(item.path),
+    )
+    return entry, encode_file(entry)
+
+
 def _manifest(
     items: list[TreeItem],
     packed: Mapping[str, PackedFile],
@@ -385,44 +534,21 @@ def _manifest(
     epoch: int,
 ) -> tuple[Manifest, list[bytes]]:
     entries: list[FileEntry] = []
+    records: list[bytes] = []
     facts: dict[str, FileFacts] = {}
     for item in items:
-        component = rules.component_of(item.path, is_symlink=item.type == "symlink")
         if item.type == "file":
             p = packed[item.path]
             facts[item.path] = p.facts
-            entries.append(
-                FileEntry(
-                    item.path,
-                    "file",
-                    item.mode,
-                    item.uid,
-                    item.gid,
-                    p.size,
-                    p.sha256,
-                    p.chunks,
-                    "",
-                    component,
-                    is_config_path(item.path),
-                )
-            )
+            entry, record = p.record or _file_record(item, p, rules)
         else:
-            entries.append(
-                FileEntry(
-                    item.path,
-                    item.type,
-                    item.mode,
-                    item.uid,
-                    item.gid,
-                    0,
-                    "",
-                    (),
-                    item.target,
-                    component,
-                    False,
-                )
+            component = rules.component_of(item.path, is_symlink=item.type == "symlink")
+            entry = FileEntry(
+                item.path, item.type, item.mode, item.uid, item.gid, 0, "", (), item.target, component, False
             )
-    records = [encode_file(e) for e in entries]
+            record = encode_file(entry)
+        entries.append(entry)
+        records.append(record)
     grouped: dict[str, list[bytes]] = {}
     for entry, record in zip(entries, records, strict=True):
         grouped.setdefault(entry.component, []).append(record)
@@ -451,46 +577,47 @@ def _manifest(
     return manifest, records
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+_IOV_BATCH = 1020  # buffers per writev (IOV_MAX is 1024): header, object, padding per entry
+
+
+def _write_all(fd: int, buffers: list[bytes]) -> None:
+    """Write *buffers* in order with few syscalls (writev may write only part of them)."""
+    start = 0
+    while start < len(buffers):
+        written = os.writev(fd, buffers[start : start + _IOV_BATCH])
+        while start < len(buffers) and written >= len(buffers[start]):
+            written -= len(buffers[start])
+            start += 1
+        if written:
+            buffers[start] = memoryview(buffers[start])[written:]  # type: ignore[call-overload]
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Have the kernel start writing this range now, so the final fsync has little left to wait for."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def _write_archive(
-    out: Any,
-    manifest: bytes,
-    signature: bytes,
-    order: list[str],
-    compress: _Compressor,
-    epoch: int,
-    workers: int,
+    out: Any, manifest: bytes, signature: bytes, order: list[str], store: _ObjectStore, epoch: int
 ) -> None:
-    """Write the archive through the raw fd while workers compress the next objects (in order)."""
+    """Write the archive through the raw fd: manifest, signature, then the objects in first-use order."""
     out.flush()
     fd = out.fileno()
-    offset = 0
+    offset = flushed = 0
+    pending: list[bytes] = []
     for name, data in (("MANIFEST", manifest), ("MANIFEST.sig", signature)):
-        block = make_header(name, len(data), epoch) + data + padding(len(data))
-        _write_all(fd, block)
-        offset += len(block)
-    pending: deque[tuple[str, Future[bytes]]] = deque()
-    ids = iter(order)
-    window = 8 * workers + 8  # bounded: at most this many compressed objects wait in memory
-    with ThreadPoolExecutor(workers) as pool:
-        try:
-            for object_id in itertools.islice(ids, window):
-                pending.append((object_id, pool.submit(compress, object_id)))
-            while pending:
-                object_id, future = pending.popleft()
-                blob = future.result()
-                following = next(ids, None)
-                if following is not None:
-                    pending.append((following, pool.submit(compress, following)))
-                block = make_header(f"objects/{object_id[:2]}/{object_id[2:]}", len(blob), epoch)
-                _write_all(fd, block + blob + padding(len(blob)))
-                offset += BLOCK + len(blob) + len(padding(len(blob)))
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    _write_all(fd, end_of_archive(offset))
+        pending += (make_header(name, len(data), epoch), data, padding(len(data)))
+        offset += BLOCK + len(data) + (-len(data) % BLOCK)
+    for object_id in order:
+        header, blob = store.take(object_id)
+        pad = padding(len(blob))
+        pending += (header, blob, pad)
+        offset += BLOCK + len(blob) + len(pad)
+        if len(pending) >= _IOV_BATCH:
+            _write_all(fd, pending)
+            pending = []
+            _start_writeback(fd, flushed, offset - flushed)
+            flushed = offset
+    pending.append(end_of_archive(offset))
+    _write_all(fd, pending)

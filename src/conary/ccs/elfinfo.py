@@ -1,25 +1,23 @@
 """Facts about an ELF file that packaging needs: ABI, SONAME, NEEDED, interpreter, build-id, debug info.
 
-pyelftools parses the ELF header (its structs are cached per layout) and names the machine.
-The program header, section header and dynamic tables are read with struct: pyelftools'
-per-entry parsing costs milliseconds per file, which a tree of thousands of libraries cannot pay.
+Everything is read with struct; pyelftools supplies the names (machine, file type) only. Its
+construct-based parsing costs far more per file than struct, and it runs holding the GIL, which
+the packer's worker threads need for everything else.
 """
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
-from elftools.common.exceptions import ELFError
-from elftools.common.utils import struct_parse
 from elftools.elf.enums import ENUM_D_TAG, ENUM_E_MACHINE, ENUM_E_TYPE, ENUM_P_TYPE_BASE
-from elftools.elf.structs import ELFStructs
 
 ELF_MAGIC = b"\x7fELF"
 
+# value -> name; where two names share a value the later one wins, as in pyelftools' own decoding
 _MACHINE_NAMES = {v: k for k, v in ENUM_E_MACHINE.items() if isinstance(v, int)}
+_TYPE_NAMES = {v: k for k, v in ENUM_E_TYPE.items() if isinstance(v, int)}
 _ABI = {
     ("EM_X86_64", 64): "x86-64",
     ("EM_X86_64", 32): "x32",
@@ -54,11 +52,32 @@ class ElfInfo:
     has_debug_info: bool
 
 
-@lru_cache(maxsize=16)
-def _header_structs(little_endian: bool, elfclass: int) -> ELFStructs:
-    structs = ELFStructs(little_endian=little_endian, elfclass=elfclass)
-    structs.create_basic_structs()
-    return structs
+@dataclass(frozen=True)
+class _Header:
+    e_type: int
+    e_machine: int
+    e_phoff: int
+    e_shoff: int
+    e_phentsize: int
+    e_phnum: int
+    e_shentsize: int
+    e_shnum: int
+    e_shstrndx: int
+
+
+@lru_cache(maxsize=4)
+def _header_struct(little_endian: bool, elfclass: int) -> struct.Struct:
+    """Elf32_Ehdr / Elf64_Ehdr (52 / 64 bytes), e_ident included as 16 pad bytes."""
+    addr = "Q" if elfclass == 64 else "I"
+    return struct.Struct(("<" if little_endian else ">") + "16xHHI" + addr * 3 + "IHHHHHH")
+
+
+def _read_header(buf: bytes | memoryview, little_endian: bool, elfclass: int) -> _Header | None:
+    layout = _header_struct(little_endian, elfclass)
+    if len(buf) < layout.size:
+        return None
+    e_type, machine, _version, _entry, phoff, shoff, _flags, _ehsize, *rest = layout.unpack_from(buf)
+    return _Header(e_type, machine, phoff, shoff, *rest)
 
 
 def abi_name(machine: str | int, elfclass: int) -> str:
@@ -83,23 +102,19 @@ def parse_elf(buf: bytes | memoryview) -> ElfInfo | None:
         return None
     elfclass = 32 if ei_class == 1 else 64
     little = ei_data == 1
-    try:
-        header = struct_parse(_header_structs(little, elfclass).Elf_Ehdr, io.BytesIO(bytes(buf[:64])), 0)
-    except (ELFError, Exception):
+    header = _read_header(buf, little, elfclass)
+    if header is None:
         return None
     end = "<" if little else ">"
     size = len(buf)
-    machine = header["e_machine"]
-    elf_type = header["e_type"]
-    if isinstance(elf_type, int):
-        elf_type = next((k for k, v in ENUM_E_TYPE.items() if v == elf_type), str(elf_type))
+    elf_type = _TYPE_NAMES.get(header.e_type, str(header.e_type))
 
     # program headers
     loads: list[tuple[int, int, int]] = []
     dynamic: tuple[int, int] | None = None
     interpreter = ""
     build_id = ""
-    phoff, phentsize, phnum = header["e_phoff"], header["e_phentsize"], header["e_phnum"]
+    phoff, phentsize, phnum = header.e_phoff, header.e_phentsize, header.e_phnum
     phdr = struct.Struct(end + ("IIQQQQQQ" if elfclass == 64 else "IIIIIIII"))
     if phnum and phentsize >= phdr.size and phoff + phnum * phentsize <= size:
         for i in range(phnum):
@@ -144,8 +159,8 @@ def parse_elf(buf: bytes | memoryview) -> ElfInfo | None:
 
     has_debug = _has_debug_sections(buf, header, elfclass, end)
     return ElfInfo(
-        abi=abi_name(machine, elfclass),
-        elf_type=str(elf_type),
+        abi=abi_name(header.e_machine, elfclass),
+        elf_type=elf_type,
         soname=soname,
         needed=tuple(needed),
         interpreter=interpreter,
@@ -177,13 +192,8 @@ def _note_build_id(buf: bytes | memoryview, offset: int, length: int, end: str) 
     return ""
 
 
-def _has_debug_sections(buf: bytes | memoryview, header: dict, elfclass: int, end: str) -> bool:
-    shoff, shentsize, shnum, shstrndx = (
-        header["e_shoff"],
-        header["e_shentsize"],
-        header["e_shnum"],
-        header["e_shstrndx"],
-    )
+def _has_debug_sections(buf: bytes | memoryview, header: _Header, elfclass: int, end: str) -> bool:
+    shoff, shentsize, shnum, shstrndx = header.e_shoff, header.e_shentsize, header.e_shnum, header.e_shstrndx
     shdr = struct.Struct(end + ("IIQQQQIIQQ" if elfclass == 64 else "IIIIIIIIII"))
     size = len(buf)
     if not shnum or shentsize < shdr.size or shoff + shnum * shentsize > size or shstrndx >= shnum:
