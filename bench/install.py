@@ -101,6 +101,10 @@ def dpkg(root: Path, *args: str, safe: bool) -> list[str]:
     return ["dpkg", f"--root={root}", io, "--log=/dev/null", "--no-triggers", *args]
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=5000)
@@ -123,6 +127,7 @@ def main() -> int:
             f"payload: {args.files} files, {size / 1e6:.0f} MB; .ccs {ccs.stat().st_size / 1e6:.0f} MB, "
             f".deb {deb.stat().st_size / 1e6:.0f} MB (zstd -3)"
         )
+        print(f"load average before: {_load()}")
         roots = work / "roots"
         roots.mkdir()
         results: dict[str, list[float]] = {
@@ -167,14 +172,19 @@ def main() -> int:
                 flush=True,
             )
         med = {k: statistics.median(v) for k, v in results.items()}
+        print(f"load average after: {_load()}")
         print("\nmedians of", args.runs, "runs:")
         for key, value in med.items():
             print(f"  {key:<22} {value:6.2f} s")
         print("ratios (below 1.0: Conary faster):")
-        print(f"  install  conary / dpkg safe-io   {med['conary install'] / med['dpkg install safe']:.2f}")
-        print(f"  install  conary / dpkg unsafe-io {med['conary install'] / med['dpkg install unsafe']:.2f}")
-        print(f"  remove   conary / dpkg           {med['conary remove'] / med['dpkg remove']:.2f}")
-        print(f"  rollback of the install / install {med['conary rollback'] / med['conary install']:.2f}")
+        ratios = (
+            ("install: conary / dpkg safe (--refuse-unsafe-io)", "conary install", "dpkg install safe"),
+            ("install: conary / dpkg unsafe (--force-unsafe-io)", "conary install", "dpkg install unsafe"),
+            ("remove: conary / dpkg -r", "conary remove", "dpkg remove"),
+            ("rollback of the install / the install", "conary rollback", "conary install"),
+        )
+        for label, a, b in ratios:
+            print(f"  {label:<52} {med[a] / med[b]:5.2f}   ({med[a]:.2f} s / {med[b]:.2f} s)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -214,8 +214,13 @@ Action = MakeDir | PutFile | RemoveFile | SetMeta | RemoveDir
 _KINDS: dict[str, type[Any]] = {cls.kind: cls for cls in (MakeDir, PutFile, RemoveFile, SetMeta, RemoveDir)}
 
 
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in _KINDS.values()
+}
+
+
 def action_to_json(action: Action) -> dict[str, Any]:
-    return {"kind": action.kind, **{f.name: getattr(action, f.name) for f in fields(action)}}
+    return {"kind": action.kind, **{name: getattr(action, name) for name in _FIELDS[type(action)]}}
 
 
 def action_from_json(data: dict[str, Any]) -> Action:

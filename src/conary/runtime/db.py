@@ -3,8 +3,9 @@
 Manifests are stored once each (their canonical CBOR, named by sha256), so every state can be
 rebuilt exactly. A state is a numbered row plus the (manifest, components) pairs installed in it.
 The ``files`` table indexes the current state's tree (one row per path and owner) for queries.
+The ``objects`` table indexes the content store's packs (sha256 -> pack, offset, length).
 A state row carries the id of the transaction that made it: its presence is the commit point that
-crash recovery reads.
+crash recovery reads; the objects a changeset added are indexed in that same SQLite transaction.
 """
 
 from __future__ import annotations
@@ -62,6 +63,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX files_by_package ON files(package);
     """,
+    # The content store's index: where each object lives inside a pack (see cas.py).
+    """
+    CREATE TABLE objects (
+        sha256 TEXT PRIMARY KEY,
+        pack TEXT NOT NULL,
+        offset INTEGER NOT NULL,
+        length INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX objects_by_pack ON objects(pack);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -89,6 +100,19 @@ class StateInfo:
                 for p in self.packages
             ],
         }
+
+
+@dataclass(frozen=True)
+class PackedObject:
+    """A content store object inside a pack: its compressed frames are LENGTH bytes at OFFSET."""
+
+    sha256: str
+    pack: str
+    offset: int
+    length: int
+
+
+_BATCH = 500  # bound parameters per statement stay far below SQLite's limit
 
 
 @lru_cache(maxsize=256)
@@ -160,8 +184,10 @@ class Database:
 
     # --- manifests -----------------------------------------------------------------------------
 
-    def store_manifest(self, manifest: Manifest, signer: str) -> int:
-        data = encode_manifest(manifest)
+    def store_manifest(self, manifest: Manifest, signer: str, data: bytes | None = None) -> int:
+        """The id of MANIFEST, stored if new. DATA, when given, is its canonical encoding (what a
+        verified package carries: decoding checks that it re-encodes to exactly these bytes)."""
+        data = encode_manifest(manifest) if data is None else data
         digest = hashlib.sha256(data).hexdigest()
         row = self.conn.execute("SELECT id FROM manifests WHERE digest = ?", (digest,)).fetchone()
         if row:
@@ -221,12 +247,24 @@ class Database:
     def is_committed(self, txid: str) -> bool:
         return self.conn.execute("SELECT 1 FROM states WHERE txid = ?", (txid,)).fetchone() is not None
 
-    def commit_state(self, txid: str, summary: str, packages: Iterable[Selected], filemap: FileMap) -> int:
-        """Record the new state and the current tree in one SQLite transaction: the commit point."""
+    def commit_state(
+        self,
+        txid: str,
+        summary: str,
+        packages: Iterable[Selected],
+        filemap: FileMap,
+        objects: Iterable[PackedObject] = (),
+    ) -> int:
+        """Record the new state, the current tree and the store objects the changeset added, in one
+        SQLite transaction: the commit point."""
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
             number = self.current_state() + 1
+            c.executemany(
+                "INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?)",
+                [(o.sha256, o.pack, o.offset, o.length) for o in objects],
+            )
             c.execute("INSERT INTO states VALUES (?, ?, ?, ?)", (number, _now(), summary, txid))
             c.executemany(
                 "INSERT INTO state_packages VALUES (?, ?, ?)",
@@ -307,6 +345,42 @@ class Database:
                 "SELECT COUNT(*) FROM manifests WHERE id NOT IN (SELECT manifest FROM state_packages)"
             ).fetchone()[0]
         )
+
+    # --- the content store's index ---------------------------------------------------------------
+
+    def locate_objects(self, wanted: Iterable[str]) -> dict[str, PackedObject]:
+        """Where each of WANTED is packed (those not in any pack are left out)."""
+        out: dict[str, PackedObject] = {}
+        keys = sorted(set(wanted))
+        for i in range(0, len(keys), _BATCH):
+            batch = keys[i : i + _BATCH]
+            rows = self.conn.execute(
+                f"SELECT * FROM objects WHERE sha256 IN ({','.join('?' * len(batch))})", batch
+            )
+            out.update((row[0], PackedObject(*row)) for row in rows)
+        return out
+
+    def packed_objects(self) -> list[PackedObject]:
+        rows = self.conn.execute("SELECT * FROM objects ORDER BY pack, offset")
+        return [PackedObject(*row) for row in rows]
+
+    def packs(self) -> set[str]:
+        return {row[0] for row in self.conn.execute("SELECT DISTINCT pack FROM objects")}
+
+    def reindex_objects(self, drop: Iterable[str], moved: Iterable[PackedObject]) -> None:
+        """One transaction: forget objects DROP, point objects MOVED at their new pack."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.executemany("DELETE FROM objects WHERE sha256 = ?", [(s,) for s in drop])
+            c.executemany(
+                "UPDATE objects SET pack = ?, offset = ?, length = ? WHERE sha256 = ?",
+                [(o.pack, o.offset, o.length, o.sha256) for o in moved],
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
 
     def drop_unreferenced_manifests(self) -> int:
         cur = self.conn.execute("DELETE FROM manifests WHERE id NOT IN (SELECT manifest FROM state_packages)")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conary.errors import InputError
+from conary.runtime.cas import Location
 from conary.runtime.errors import MissingContentError
 from conary.runtime.model import Node
 from conary.runtime.plan import hash_on_disk
@@ -25,7 +26,9 @@ class Problem:
         return {"path": self.path, "packages": list(self.packages), "problem": self.what}
 
 
-def _check_entry(session: RootSession, path: str, node: Node, hashes: dict[str, str | None]) -> str | None:
+def _check_entry(
+    session: RootSession, path: str, node: Node, stored: dict[str, Location], hashes: dict[str, str | None]
+) -> str | None:
     try:
         st = session.fs.lstat(path)
     except OSError as err:
@@ -44,7 +47,10 @@ def _check_entry(session: RootSession, path: str, node: Node, hashes: dict[str, 
         return f"owner {st.st_uid}:{st.st_gid}, expected {node.uid}:{node.gid}"
     if node.type == "file":
         if node.sha256 not in hashes:
-            hashes[node.sha256] = session.cas.check(node.sha256)
+            location = stored.get(node.sha256)
+            hashes[node.sha256] = (
+                session.cas.check(node.sha256, location) if location else "missing from the content store"
+            )
         if hashes[node.sha256] is not None:
             return str(hashes[node.sha256])
         if st.st_size != node.size or hash_on_disk(session.fs, path) != node.sha256:
@@ -58,12 +64,14 @@ def _problems(session: RootSession, names: list[str]) -> list[Problem]:
         if name not in installed:
             raise InputError(f"package {name} is not installed", hint="see 'conary list'")
     files = session.db.current_files()
+    selected = {
+        path: owned for path, owned in files.entries.items() if not names or set(owned.owners) & set(names)
+    }
+    stored = session.cas.locate(o.node.sha256 for o in selected.values() if o.node.type == "file")
     hashes: dict[str, str | None] = {}
     out = []
-    for path, owned in files.entries.items():
-        if names and not set(owned.owners) & set(names):
-            continue
-        what = _check_entry(session, path, owned.node, hashes)
+    for path, owned in selected.items():
+        what = _check_entry(session, path, owned.node, stored, hashes)
         if what is None:
             continue
         if owned.node.config and what.startswith("content differs"):
@@ -173,20 +181,15 @@ def gc(root: str | os.PathLike[str], *, keep_states: int | None = None, dry_run:
         manifests = session.db.unreferenced_manifests()
         if not dry_run:
             session.db.drop_unreferenced_manifests()
-        wanted = session.db.referenced_objects()
-        objects = size = 0
-        for obj in list(session.cas.objects()):
-            if obj.sha256 in wanted:
-                continue
-            objects += 1
-            size += obj.size
-            if not dry_run:
-                session.cas.remove(obj.sha256)
+        # Leftovers first: a pack no index row names is not the store's (and repacking adds packs).
         temps = [*session.cas.leftovers(), *session.journal.leftovers()]
+        size = 0
         for tmp in temps:
             size += tmp.lstat().st_size
             if not dry_run:
                 tmp.unlink()
+        objects, freed = session.cas.collect(session.db.referenced_objects(), dry_run=dry_run)
+        size += freed
         return GcReport(objects, size, tuple(dropped), manifests, len(temps), dry_run)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,10 +98,15 @@ def _content_sources(loaded: Mapping[str, tuple[Any, Selected]]) -> dict[str, An
     return sources
 
 
+_local = threading.local()
+
+
 def _frames(pkg: Any, entry: FileEntry) -> Iterator[tuple[bytes, bytes]]:
     """(compressed frame, content) per chunk, the content decompressed from that very frame and
     checked against the chunk's id (the package could change on disk after it was verified)."""
-    decompressor = zstandard.ZstdDecompressor()
+    decompressor = getattr(_local, "decompressor", None)
+    if decompressor is None:  # one per staging thread: a decompression context is not free to make
+        decompressor = _local.decompressor = zstandard.ZstdDecompressor()
     for chunk in entry.chunks:
         frame = pkg.compressed_object(chunk)
         try:
@@ -145,7 +151,9 @@ def _load(
         if dry_run:
             manifest_id = session.db.find_manifest(manifest) or -1 - len(out)
         else:
-            manifest_id = session.db.store_manifest(manifest, getattr(pkg, "signer_key_id", "") or "")
+            manifest_id = session.db.store_manifest(
+                manifest, getattr(pkg, "signer_key_id", "") or "", getattr(pkg, "manifest_bytes", None)
+            )
         out[manifest.name] = (pkg, Selected(manifest_id, manifest, components))
     return out
 
@@ -177,9 +185,12 @@ def _unmet(
 
 
 def _check_dependencies(
-    session: RootSession, before: Mapping[str, Selected], after: Mapping[str, Selected], target: FileMap
+    session: RootSession,
+    before: Mapping[str, Selected],
+    after: Mapping[str, Selected],
+    current: FileMap,
+    target: FileMap,
 ) -> None:
-    current = session.db.current_files()
     broken = _unmet(after, target, session.root, current) - _unmet(before, current, session.root, current)
     if broken:
         shown = "; ".join(f"{name} needs {dep}" for name, dep in sorted(broken, key=str)[:10])
@@ -211,7 +222,7 @@ def _apply(
     after = dict(sorted(after.items()))
     plan = make_plan(session.fs, operation, session.db.current_state(), current, before, after, summary)
     if check_deps:
-        _check_dependencies(session, before, after, plan.target)
+        _check_dependencies(session, before, after, current, plan.target)
     recovered = tuple(session.recovered)
     if dry_run or plan.is_empty:
         return Outcome(plan, None, dry_run, recovered=recovered)

@@ -169,7 +169,8 @@ class Planner:
             new = target.get(path)
             if new is not None:
                 self._check_parents(path, made)
-            st = self.fs.lstat(path)
+            # Nothing can be inside a directory this plan creates (it is not there yet).
+            st = None if parent_of(path) in made else self.fs.lstat(path)
             if new is None:
                 assert old is not None
                 if old.node.type == "dir":

@@ -95,6 +95,7 @@ def open_root(
         ensure_private_dir(fs, STATE_DIR)
         ensure_private_dir(fs, STATE_DIR + "/journal", 0o700)
         ensure_private_dir(fs, CAS_DIR)
+        ensure_private_dir(fs, CAS_DIR + "/packs")
         lock_fd = os.open(lay.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except BaseException:
         fs.close()
@@ -107,7 +108,7 @@ def open_root(
         fs.close()
         raise
     counter = OpCounter()
-    cas = ContentStore(lay.cas_dir, on_mutation=counter)
+    cas = ContentStore(lay.cas_dir, db, on_mutation=counter)
     journal = Journal(lay.journal_dir)
     engine = Engine(str(lay.root), fs, db, cas, journal, counter)
     session = RootSession(lay.root, lay, fs, db, cas, journal, engine, lock_fd)

@@ -2,13 +2,15 @@
 
 Order of a changeset (docs/runtime.md § Transactions):
 
- 1. plan; every package fetched and verified; new content put in the content store
+ 1. plan; every package fetched and verified
  2. journal written and fsynced
  3. pre scriptlets
- 4. directories created, new files staged beside their targets, then one syncfs()
- 5. removed entries moved aside, replaced ones hard-linked aside, staged ones renamed into place,
-    modes changed, then one syncfs()
- 6. database commit (the new state row carries the txid): the commit point
+ 4. directories created, new files staged beside their targets (new content also appended to this
+    changeset's packs in the content store), then one syncfs()
+ 5. replaced entries hard-linked aside, staged ones renamed into place, modes changed, then one
+    syncfs()
+ 6. database commit (the new state row carries the txid, the new objects' index rows come with
+    it): the commit point
  7. entries kept aside are deleted, directories no package owns any more are removed if empty
  8. post scriptlets, then triggers once for the whole changeset
  9. journal deleted
@@ -18,6 +20,7 @@ A crash before 6 is undone (every action reversed, in reverse order); after 6 it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -28,14 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conary.runtime.actions import Action, MakeDir, PutFile, RemoveDir, RemoveFile, SetMeta
-from conary.runtime.cas import ContentStore, decompress_frames, write_all
-from conary.runtime.db import Database
+from conary.runtime.cas import ContentStore, Location, PackWriter, write_all
+from conary.runtime.db import Database, PackedObject
 from conary.runtime.errors import MissingContentError, UnsafePathError
 from conary.runtime.journal import Journal, JournalRecord
 from conary.runtime.plan import Plan
-from conary.runtime.safefs import RootFS
+from conary.runtime.safefs import RootFS, parent_of
 
 CRASH_ENV = "CONARY_CRASH_AFTER_OPS"
+_STAGE_BATCH = 32  # contents per work item: few enough items that queueing them costs little
+_DIR_BATCH = 64  # deletions per work item after the commit
+_FLUSH_INTERVAL = 0.02  # seconds between the background syncfs() calls while staging
 
 
 class OpCounter:
@@ -62,49 +68,62 @@ ContentSources = Mapping[str, Callable[[], Iterable[tuple[bytes, bytes]]]]
 class ContentFeeder:
     """Where staged file content comes from: the content store, or a package whose content is not in
     the store yet. Such content is read once: each chunk's content goes to the staged file and its
-    compressed frame to a new store object, which is renamed into the store only after the syncfs
-    that makes it durable."""
+    compressed frame to this changeset's pack (one per staging worker), whose index rows the commit
+    adds to the store."""
 
-    def __init__(self, cas: ContentStore, sources: ContentSources) -> None:
+    def __init__(self, cas: ContentStore, sources: ContentSources, txid: str) -> None:
         self.cas = cas
         self.sources = sources
-        self.pending: dict[str, Path] = {}
+        self.txid = txid
+        self.locations: dict[str, Location] = {}
+        self._writers: list[PackWriter] = []
+        self._local = threading.local()
         self._lock = threading.Lock()
 
-    def missing(self, wanted: Iterable[str]) -> list[str]:
-        return sorted({s for s in wanted if s not in self.sources and not self.cas.has(s)})
+    def prepare(self, wanted: Iterable[str]) -> list[str]:
+        """Find the stored objects among WANTED (before staging: the index is read on this thread).
+        Returns the contents neither a package nor the store has."""
+        wanted = set(wanted)
+        self.locations = self.cas.locate(wanted)
+        return sorted(s for s in wanted if s not in self.sources and s not in self.locations)
+
+    def _writer(self) -> PackWriter:
+        writer: PackWriter | None = getattr(self._local, "writer", None)
+        if writer is None:
+            with self._lock:
+                writer = self.cas.new_pack(f"{self.txid}-{len(self._writers)}")
+                self._writers.append(writer)
+            self._local.writer = writer
+        return writer
 
     def fill(self, sha256: str, fd: int) -> None:
-        with self._lock:
-            tmp = self.pending.get(sha256)
-        if tmp is not None:
-            with open(tmp, "rb") as handle:
-                for block in decompress_frames(handle):
-                    write_all(fd, block)
+        location = self.locations.get(sha256)
+        if location is not None:
+            self.cas.copy_from(location, sha256, fd)
             return
-        if sha256 not in self.sources or self.cas.has(sha256):
-            self.cas.copy_into(sha256, fd)
-            return
-        path, cfd = self.cas.new_tmp()
-        try:
-            for frame, data in self.sources[sha256]():
-                write_all(fd, data)
-                write_all(cfd, frame)
-        finally:
-            os.close(cfd)
-        with self._lock:
-            self.pending[sha256] = path
+        if sha256 not in self.sources:
+            raise self.cas.missing_error(sha256)
+        writer = self._writer()
+        start = writer.offset
+        for frame, data in self.sources[sha256]():
+            write_all(fd, data)
+            writer.write(frame)
+        obj = writer.record(sha256, start)
+        # Later files with this content (the same worker stages them) read it back from the pack.
+        self.locations[sha256] = Location(str(writer.path), obj.offset, obj.length)
 
-    def adopt(self) -> None:
-        for sha256, tmp in sorted(self.pending.items()):
-            self.cas.adopt(tmp, sha256)
-        self.pending.clear()
+    def close(self) -> list[PackedObject]:
+        """Close the packs; the objects they hold, for the commit to index."""
+        for writer in self._writers:
+            writer.close()
+        return [obj for writer in self._writers for obj in writer.added]
 
     def discard(self) -> None:
-        """Delete new objects not yet in the store (the changeset failed)."""
-        for tmp in self.pending.values():
-            tmp.unlink(missing_ok=True)
-        self.pending.clear()
+        """Delete this changeset's packs (it failed before its commit)."""
+        for writer in self._writers:
+            writer.close()
+            self.cas.unlink(writer.path)
+        self._writers.clear()
 
 
 @dataclass
@@ -138,8 +157,43 @@ def _split(actions: tuple[Action, ...]) -> dict[type, list[Action]]:
     return groups
 
 
+def _path_of(action: Action) -> str:
+    return action.dest if isinstance(action, PutFile) else action.path
+
+
+def _in_parallel(fn: Callable[[Action], None], actions: list[Action], *, workers: int) -> None:
+    """Call FN on every action, with WORKERS threads taking batches of whole directories (so they
+    seldom wait on one directory's lock, and few batches keep the queueing cheap). The first error
+    is raised once every batch has finished."""
+    by_dir: dict[str, list[Action]] = {}
+    for action in actions:
+        by_dir.setdefault(parent_of(_path_of(action)), []).append(action)
+    batches: list[list[Action]] = [[]]
+    for group in by_dir.values():
+        if len(batches[-1]) >= _DIR_BATCH:
+            batches.append([])
+        batches[-1].extend(group)
+
+    def run(batch: list[Action]) -> None:
+        for action in batch:
+            fn(action)
+
+    if len(batches) == 1:
+        run(batches[0])
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in pool.map(run, batches):
+            pass
+
+
+def _keeps_old(action: Action) -> bool:
+    """Whether ACTION set an old entry aside that finishing deletes (the other puts finish with
+    nothing to do)."""
+    return isinstance(action, PutFile) and action.existed
+
+
 def _changed_paths(actions: tuple[Action, ...]) -> set[str]:
-    return {a.dest if isinstance(a, PutFile) else a.path for a in actions}
+    return {_path_of(a) for a in actions}
 
 
 def _run_scriptlets(root: str, calls: tuple[tuple[str, str, str], ...], sandbox: str) -> list[str]:
@@ -180,7 +234,7 @@ class Engine:
         return TxContext(self.fs, self.cas, txid, self.counter)
 
     def check_content(self, plan: Plan, feeder: ContentFeeder) -> None:
-        missing = feeder.missing(
+        missing = feeder.prepare(
             a.sha256 for a in plan.actions if isinstance(a, PutFile) and a.type == "file"
         )
         if missing:
@@ -192,9 +246,9 @@ class Engine:
             )
 
     def run(self, plan: Plan, sandbox: str, sources: ContentSources | None = None) -> TxResult:
-        feeder = ContentFeeder(self.cas, sources or {})
-        self.check_content(plan, feeder)
         txid = secrets.token_hex(6)
+        feeder = ContentFeeder(self.cas, sources or {}, txid)
+        self.check_content(plan, feeder)
         record = JournalRecord(
             txid,
             plan.operation,
@@ -214,8 +268,8 @@ class Engine:
             for action in groups[MakeDir]:
                 action.execute(ctx)
             self._stage(ctx, groups[PutFile])  # type: ignore[arg-type]
+            added = feeder.close()
             self.fs.syncfs()
-            feeder.adopt()
             for kind in (RemoveFile, PutFile, SetMeta):
                 for action in groups[kind]:
                     action.execute(ctx)
@@ -225,9 +279,10 @@ class Engine:
             self._reverse(record)
             raise
         try:
-            state = self.db.commit_state(txid, plan.summary, plan.packages, plan.target)
+            state = self.db.commit_state(txid, plan.summary, plan.packages, plan.target, added)
         except BaseException:
             if not self.db.is_committed(txid):
+                feeder.discard()
                 self._reverse(record)
             raise
         self.counter()
@@ -235,20 +290,43 @@ class Engine:
         return TxResult(txid, state, plan, triggers, (*pre_warnings, *warnings))
 
     def _stage(self, ctx: TxContext, puts: list[PutFile]) -> None:
-        """Stage every new file; one content at a time per worker (two workers keep both cores busy
-        while the other waits on I/O or decompression)."""
+        """Stage every new file with two workers (decompression, hashing and writes release the GIL,
+        so both cores stay busy), each taking a run of contents at a time in path order; the files
+        of one content stay with one worker, which writes that content to the store once.
+
+        Meanwhile a third thread keeps calling syncfs(), so the disk writes what is staged while
+        the workers go on, and the syncfs after staging finds little left to wait for."""
         by_content: dict[str, list[PutFile]] = {}
         for action in puts:
             key = action.sha256 if action.type == "file" else f"symlink:{action.dest}"
             by_content.setdefault(key, []).append(action)
+        groups = list(by_content.values())
+        batches = [groups[i : i + _STAGE_BATCH] for i in range(0, len(groups), _STAGE_BATCH)]
 
-        def stage_group(group: list[PutFile]) -> None:
-            for action in group:
-                action.stage(ctx)
+        def stage_batch(batch: list[list[PutFile]]) -> None:
+            for group in batch:
+                for action in group:
+                    action.stage(ctx)
 
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for _ in pool.map(stage_group, by_content.values()):
-                pass
+        done = threading.Event()
+
+        def flush() -> None:
+            # Only a head start: an error here is the final syncfs()'s to report.
+            with contextlib.suppress(OSError):
+                while not done.wait(_FLUSH_INTERVAL):
+                    self.fs.syncfs()
+
+        flusher = threading.Thread(target=flush, name="conary-flush", daemon=True)
+        if len(groups) > _STAGE_BATCH:
+            flusher.start()
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                for _ in pool.map(stage_batch, batches):
+                    pass
+        finally:
+            done.set()
+            if flusher.is_alive():
+                flusher.join()
 
     def _reverse(self, record: JournalRecord) -> None:
         ctx = self._ctx(record.txid)
@@ -270,13 +348,11 @@ class Engine:
             except UnsafePathError:
                 pass  # a parent became a symlink: nothing of this transaction can be behind it
 
-        # Deleting files is independent per file (and slow on a busy filesystem): several at once;
+        # Deleting files is independent per file (and slow on a busy filesystem): several workers,
+        # each taking whole directories at a time (so they seldom wait for one directory's lock);
         # then empty directories, deepest first.
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            for _ in pool.map(
-                finish, [a for a in record.actions if not isinstance(a, RemoveDir)], chunksize=64
-            ):
-                pass
+        deletions = [a for a in record.actions if isinstance(a, RemoveFile) or _keeps_old(a)]
+        _in_parallel(finish, deletions, workers=4)
         for action in record.actions:
             if isinstance(action, RemoveDir):
                 finish(action)

@@ -239,11 +239,11 @@ def plan_triggers(root: str | os.PathLike[str], changed_paths: Iterable[str]) ->
     for trigger in BUILTIN_TRIGGERS:
         if trigger.name in disabled:
             continue
+        handler = trigger.handler_in(root)  # a few stat calls: cheaper than matching every path
+        if handler is None:
+            continue
         matched = trigger.matches(paths)
         if not matched:
-            continue
-        handler = trigger.handler_in(root)
-        if handler is None:
             continue
         commands = tuple((handler, *args) for args in trigger.args(root, matched))
         if commands:
