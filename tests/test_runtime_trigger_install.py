@@ -115,3 +115,10 @@ def test_failing_trigger_is_reported_and_the_changeset_stays(
     assert "trigger ldconfig failed with exit code 5; last output: cache directory is read-only" in r.err
     assert (root / "usr/lib/libfoo.so.1").is_file()
     assert [p["name"] for p in json.loads(cli("--root", root, "list", "--json").out)] == ["libfoo"]
+    # The outcome still names the trigger that ran (and failed), beside the warning.
+    assert cli("--root", root, "remove", "libfoo").code == 0
+    r = cli("--root", root, "install", libs, "--sandbox", "always", "--json")
+    assert r.code == 0, r.err
+    outcome = json.loads(r.out)
+    assert outcome["triggers"] == ["ldconfig"]
+    assert any("trigger ldconfig failed with exit code 5" in w for w in outcome["warnings"])

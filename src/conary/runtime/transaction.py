@@ -367,6 +367,8 @@ class Engine:
         try:
             triggers = _run_triggers(self.root, _changed_paths(record.actions), record.sandbox)
         except Exception as err:
+            # A failed handler does not undo the others: report what ran, and the failure.
+            triggers = getattr(err, "ran", ())
             warnings.append(str(err))
         self.journal.close(record.txid)
         self.counter()

@@ -252,7 +252,11 @@ def plan_triggers(root: str | os.PathLike[str], changed_paths: Iterable[str]) ->
 
 
 class TriggerError(ConaryError):
-    """A trigger's handler failed. The changeset it followed stays committed."""
+    """A trigger's handler failed. The changeset it followed stays committed.
+
+    `ran` names every trigger that was run, the failed ones included."""
+
+    ran: tuple[str, ...] = ()
 
 
 def run_triggers(root: Path, changed_paths: set[str], sandbox_mode: str) -> list[str]:
@@ -274,9 +278,11 @@ def run_triggers(root: Path, changed_paths: set[str], sandbox_mode: str) -> list
             except ScriptletError as err:
                 failures.append(err.what)
     if failures:
-        raise TriggerError(
+        error = TriggerError(
             "; ".join(failures),
             where=str(root),
             hint="the changeset is committed; fix the cause and rerun the command by hand in the root",
         )
+        error.ran = tuple(ran)
+        raise error
     return ran
