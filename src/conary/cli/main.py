@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import pkgutil
@@ -84,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verbose:
             traceback.print_exc()
         where = f"{err.filename}: " if err.filename else ""
-        print(f"conary: error: {where}{err.strerror or err}", file=sys.stderr)
+        hint = " (hint: free some space, then run the command again)" if err.errno == errno.ENOSPC else ""
+        print(f"conary: error: {where}{err.strerror or err}{hint}", file=sys.stderr)
         return 1
     except Exception as err:  # a bug: still one line unless --verbose
         if verbose:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from conary.errors import ConaryError, InputError
 
 
@@ -25,7 +27,27 @@ class DependencyError(ConaryError):
     """Installing or removing would leave a requirement without a provider."""
 
 
+class ChangesetAbortedError(ConaryError):
+    """The filesystem refused a write (a full disk, a read-only mount); the changeset was reversed."""
+
+    @classmethod
+    def from_os_error(cls, err: OSError, operation: str, root: str) -> ChangesetAbortedError:
+        on = f" on {err.filename}" if err.filename else ""
+        hint = "fix the cause, then run the command again"
+        if err.errno == errno.ENOSPC:
+            hint = f"free space on the filesystem holding {root}, then run the command again"
+        elif err.errno == errno.EROFS:
+            hint = f"mount {root} read-write, then run the command again"
+        return cls(
+            f"{operation} failed: {err.strerror or err}{on}; the changeset was rolled back, "
+            "the root is unchanged",
+            where=root,
+            hint=hint,
+        )
+
+
 __all__ = [
+    "ChangesetAbortedError",
     "ConflictError",
     "DependencyError",
     "InputError",

@@ -33,7 +33,7 @@ from pathlib import Path
 from conary.runtime.actions import Action, MakeDir, PutFile, RemoveDir, RemoveFile, SetMeta
 from conary.runtime.cas import ContentStore, Location, PackWriter, write_all
 from conary.runtime.db import Database, PackedObject
-from conary.runtime.errors import MissingContentError, UnsafePathError
+from conary.runtime.errors import ChangesetAbortedError, MissingContentError, UnsafePathError
 from conary.runtime.journal import Journal, JournalRecord
 from conary.runtime.plan import Plan
 from conary.runtime.safefs import RootFS, parent_of
@@ -274,6 +274,10 @@ class Engine:
                 for action in groups[kind]:
                     action.execute(ctx)
             self.fs.syncfs()
+        except OSError as err:
+            feeder.discard()
+            self._reverse(record)
+            raise ChangesetAbortedError.from_os_error(err, plan.operation, self.root) from err
         except BaseException:
             feeder.discard()
             self._reverse(record)
