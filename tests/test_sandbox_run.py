@@ -215,17 +215,24 @@ def test_cli_run_end_to_end(conary_bin, tmp_path: Path) -> None:  # type: ignore
     assert (work / "out.txt").read_text() == "hi conary-sandbox\n"
 
 
-def test_callers_environment_is_not_readable_through_proc(conary_bin) -> None:  # type: ignore[no-untyped-def]
-    # The sandbox's init is a fork of the caller; its inherited environment block must be scrubbed,
-    # or any step could read the caller's secrets from /proc/1/environ.
+def test_callers_environment_and_command_line_are_not_readable_through_proc(  # type: ignore[no-untyped-def]
+    conary_bin, tmp_path: Path
+) -> None:
+    # The sandbox's init is a fork of the caller; its inherited environment and command-line blocks
+    # must be overwritten, or any step could read the caller's secrets from /proc/1/environ and
+    # /proc/1/cmdline.
+    secret_dir = tmp_path / "argv-secret-5d2a"
+    secret_dir.mkdir()
     proc = conary_bin(
-        "sandbox", "run", "--", "sh", "-c",
+        "sandbox", "run", "--ro", f"{secret_dir}:/mnt", "--", "sh", "-c",
         "for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do cat $f; echo; done | tr '\\0' ' '",
         env={**os.environ, "SECRET": "leak-through-proc-7c1e"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "/proc/1/" not in proc.stderr
     assert "leak-through-proc-7c1e" not in proc.stdout
+    assert "argv-secret-5d2a" not in proc.stdout
+    assert "conary-sandbox-init" in proc.stdout
 
 
 def test_cli_check(cli) -> None:  # type: ignore[no-untyped-def]

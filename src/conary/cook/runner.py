@@ -8,21 +8,15 @@ uses the real work-directory paths; it exists to debug a recipe, and its package
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from conary.cook.environment import BUILD_DIR, DEST_DIR
 
 HERMETIC = "hermetic"
-# Where the conary package lives, so the helper imports this very copy (also from a source checkout).
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)
 HOST = "host"
 
 
@@ -65,8 +59,8 @@ class HostRunner:
 class SandboxRunner:
     """Runs each step in a fresh hermetic sandbox (one per step, so no process outlives its step).
 
-    The sandbox calls are made by a helper process with a clean environment (see
-    conary.cook._sandbox_helper), started on the first step and stopped by `close()`.
+    The sandbox overwrites the command line and environment its init inherits from this process, so
+    a step cannot read the packager's variables or arguments through /proc/1.
     """
 
     mode = HERMETIC
@@ -75,9 +69,6 @@ class SandboxRunner:
         self.build_host = build_host
         self.dest_host = dest_host
         self.sysroot = sysroot
-        self._helper: subprocess.Popen[bytes] | None = None
-        self._sock: socket.socket | None = None
-        self._replies: BinaryIO | None = None
 
     @property
     def build_dir(self) -> str:
@@ -99,58 +90,15 @@ class SandboxRunner:
 
         return list(sandbox.describe(self.spec({}, BUILD_DIR)))
 
-    def _start(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self._helper = subprocess.Popen(
-                [sys.executable, "-s", "-m", "conary.cook._sandbox_helper", str(theirs.fileno())],
-                stdin=subprocess.DEVNULL,
-                env={"PYTHONPATH": _PACKAGE_PARENT},
-                cwd="/",
-                pass_fds=(theirs.fileno(),),
-            )
-        finally:
-            theirs.close()
-        self._sock = ours
-        self._replies = ours.makefile("rb")
-
     def run(self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int) -> int:
-        from conary.sandbox import SandboxError
+        from conary import sandbox
 
-        if self._helper is None:
-            self._start()
-        assert self._sock is not None and self._replies is not None
-        request = {
-            "build": str(self.build_host),
-            "dest": str(self.dest_host),
-            "sysroot": str(self.sysroot) if self.sysroot else None,
-            "env": dict(env),
-            "cwd": cwd,
-            "argv": list(argv),
-        }
-        data = json.dumps(request).encode() + b"\n"
-        socket.send_fds(self._sock, [data[:1]], [out_fd])
-        self._sock.sendall(data[1:])
-        line = self._replies.readline()
-        if not line:
-            code = self._helper.wait() if self._helper else None
-            self._helper = None
-            raise SandboxError(f"the sandbox helper process exited unexpectedly (exit code {code})")
-        reply = json.loads(line)
-        if "error" in reply:
-            raise SandboxError(**reply["error"])
-        return int(reply["code"])
+        return sandbox.run(
+            self.spec(env, cwd), list(argv), stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd
+        )
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        if self._replies is not None:
-            self._replies.close()
-            self._replies = None
-        if self._helper is not None:
-            self._helper.wait()
-            self._helper = None
+        pass
 
 
 def shell_argv(script: str) -> list[str]:

@@ -35,6 +35,8 @@ Stream = int | IO[bytes] | IO[str] | None
 # every bind source is pinned by an O_PATH descriptor first, so sources below it stay reachable.
 _STAGING = "/tmp"
 _SETUP_FAILED = 125
+# What /proc/1/cmdline shows inside the sandbox instead of the caller's command line.
+_INIT_NAME = b"conary-sandbox-init"
 _EXEC_FAILED = 127
 # Forwarded by the init to the command; everything else an init would ignore.
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -303,21 +305,23 @@ def _init(
 
 
 def _scrub_inherited_environment() -> None:
-    """Zero the environment block this process inherited from the caller.
+    """Overwrite the command line and environment blocks this process inherited from the caller.
 
-    The init is a fork of the caller, so /proc/1/environ inside the sandbox would show the caller's
-    original environment (tokens, secrets) to every step. Python's os.environ is a copy, so zeroing the
-    kernel-visible block through /proc/self/mem changes nothing else.
+    The init is a fork of the caller, so /proc/1/cmdline and /proc/1/environ inside the sandbox would
+    show the caller's command line and original environment (tokens, secrets) to every step.
+    Python's sys.argv and os.environ are copies, so rewriting the kernel-visible blocks through
+    /proc/self/mem changes nothing else. The command line becomes a fixed name.
     """
     with open("/proc/self/stat", "rb") as stat:
-        # Fields after the parenthesised command name; env_start and env_end are fields 50 and 51.
+        # Fields after the parenthesised command name: arg_start, arg_end, env_start and env_end are
+        # fields 48 to 51 of proc(5), so indexes 45 to 48 here.
         fields = stat.read().rsplit(b")", 1)[1].split()
-    env_start, env_end = int(fields[47]), int(fields[48])
-    if env_end <= env_start:
-        return
+    arg_start, arg_end, env_start, env_end = (int(f) for f in fields[45:49])
     with open("/proc/self/mem", "r+b", buffering=0) as mem:
-        mem.seek(env_start)
-        mem.write(b"\0" * (env_end - env_start))
+        for start, end, text in ((arg_start, arg_end, _INIT_NAME), (env_start, env_end, b"")):
+            if end > start:
+                mem.seek(start)
+                mem.write(text[: end - start - 1].ljust(end - start, b"\0"))
 
 
 def _build_root(spec: SandboxSpec, flags: int, nested: bool, operations: Sequence[Operation]) -> None:
