@@ -3,11 +3,20 @@
     python bench/ccs_pack.py [--size-mb 500] [--rounds 3] [--work DIR] [--level N] [--no-split-debug]
 
 Builds a tree of about --size-mb from the host's /usr/lib (real libraries, Python modules, ...),
-then alternates A B A B: A = build_package() of the tree (signing and the fsync'd atomic write
-included; debug info splitting on unless --no-split-debug, which is the fairer match since tar
-strips nothing), B = `tar -cf - TREE | zstd -3 -T0 | cat > /dev/null` (zstd multi-threaded on all
-cores; cat: GNU tar skips reading when its output is /dev/null). One warm-up round of each is
-discarded. Prints medians, the ratios and the load average (other work on the machine skews both).
+then alternates, round after round, conary and three forms of the baseline (zstd multi-threaded
+on all cores in each):
+
+- conary: build_package() of the tree, into a .ccs on disk, signed and fsync'd (debug info
+  splitting on unless --no-split-debug, which is the fairer match since tar strips nothing);
+- "same job": `tar -cf - TREE | zstd -3 -T0 -o OUT.tar.zst && sync OUT.tar.zst`, an archive on
+  the same disk, flushed to it as conary's is;
+- "file": the same without the flush;
+- "no output": `tar -cf - TREE | zstd -3 -T0 | cat > /dev/null` (cat: GNU tar skips reading when
+  its output is /dev/null), compression only.
+
+One warm-up round of each is discarded. Prints medians, a ratio against each baseline (baseline
+time / conary time: 1.0 or more means conary is as fast or faster), CPU seconds (this process and
+its children) and the load average (other work on the machine skews every figure).
 
 Then packs version B of the tree (every 7th file of 64 KiB or more gets 100 bytes inserted in the
 middle, every 11th gets 4 KiB appended) and reports how many of B's chunks A already has.
@@ -18,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -87,15 +97,18 @@ def make_version_b(tree: Path, dest: Path) -> None:
                 handle.write(os.urandom(4096))
 
 
-def _cpu(who: int) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
+def _cpu() -> float:
+    """CPU seconds of this process and of its reaped children (packing workers, tar, zstd)."""
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
 
 
 def time_conary(tree: Path, out: Path, key, level: int, split_debug: bool) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one build."""
     shutil.rmtree(out, ignore_errors=True)
-    cpu = _cpu(resource.RUSAGE_SELF)
+    cpu = _cpu()
     start = time.perf_counter()
     build_package(
         tree,
@@ -106,18 +119,25 @@ def time_conary(tree: Path, out: Path, key, level: int, split_debug: bool) -> tu
         compression_level=level,
         split_debug=split_debug,
     )
-    return time.perf_counter() - start, _cpu(resource.RUSAGE_SELF) - cpu
+    return time.perf_counter() - start, _cpu() - cpu
 
 
-def time_tar_zstd(tree: Path) -> tuple[float, float]:
-    cpu = _cpu(resource.RUSAGE_CHILDREN)
+BASELINES = {
+    "same job": "tar -cf - -C {parent} {name} | zstd -3 -T0 -q -o {out} && sync {out}",
+    "file": "tar -cf - -C {parent} {name} | zstd -3 -T0 -q -o {out}",
+    "no output": "tar -cf - -C {parent} {name} | zstd -3 -T0 -q | cat > /dev/null",
+}
+
+
+def time_baseline(command: str, tree: Path, out: Path) -> tuple[float, float]:
+    out.unlink(missing_ok=True)
+    line = command.format(parent=shlex.quote(str(tree.parent)), name=shlex.quote(tree.name), out=out)
+    cpu = _cpu()
     start = time.perf_counter()
-    subprocess.run(
-        f"tar -cf - -C '{tree.parent}' '{tree.name}' | zstd -3 -T0 -q | cat > /dev/null",
-        shell=True,
-        check=True,
-    )
-    return time.perf_counter() - start, _cpu(resource.RUSAGE_CHILDREN) - cpu
+    subprocess.run(line, shell=True, check=True)
+    elapsed = time.perf_counter() - start
+    out.unlink(missing_ok=True)
+    return elapsed, _cpu() - cpu
 
 
 def chunk_sizes(path: Path) -> dict[str, int]:
@@ -148,26 +168,32 @@ def main() -> int:
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     key = new_signing_key()
     out = work / "out"
+    archive = work / "baseline.tar.zst"
     time_conary(tree, out, key, args.level, args.split_debug)  # warm-up (page cache, imports)
-    time_tar_zstd(tree)
-    conary_runs, tar_runs = [], []
+    for command in BASELINES.values():
+        time_baseline(command, tree, archive)
+    conary_runs: list[tuple[float, float]] = []
+    baseline_runs: dict[str, list[tuple[float, float]]] = {name: [] for name in BASELINES}
     for _ in range(args.rounds):
         conary_runs.append(time_conary(tree, out, key, args.level, args.split_debug))
-        tar_runs.append(time_tar_zstd(tree))
+        for name, command in BASELINES.items():
+            baseline_runs[name].append(time_baseline(command, tree, archive))
     c = statistics.median(r[0] for r in conary_runs)
-    t = statistics.median(r[0] for r in tar_runs)
     c_cpu = statistics.median(r[1] for r in conary_runs)
-    t_cpu = statistics.median(r[1] for r in tar_runs)
     pkg = next(out.glob("*.ccs"))
-    runs_c = [round(r[0], 2) for r in conary_runs]
-    runs_t = [round(r[0], 2) for r in tar_runs]
-    print(f"conary ccs build      : {mb / c:7.0f} MB/s  (median {c:.2f} s of {runs_c}; CPU {c_cpu:.2f} s)")
-    print(f"tar|zstd -3 -T0|cat   : {mb / t:7.0f} MB/s  (median {t:.2f} s of {runs_t}; CPU {t_cpu:.2f} s)")
-    print(f"CPU ratio             : {t_cpu / c_cpu:7.2f}  (baseline CPU / conary CPU; load-independent)")
-    print(f"ratio conary/baseline : {t / c:7.2f}  (>= 1.0: conary at least as fast)")
+    runs = [round(r[0], 2) for r in conary_runs]
+    print(f"conary ccs build     : {mb / c:5.0f} MB/s  median {c:.2f} s of {runs}, CPU {c_cpu:.2f} s")
+    for name, results in baseline_runs.items():
+        t = statistics.median(r[0] for r in results)
+        t_cpu = statistics.median(r[1] for r in results)
+        runs = [round(r[0], 2) for r in results]
+        print(
+            f"tar|zstd, {name:<10} : {mb / t:5.0f} MB/s  median {t:.2f} s of {runs}, CPU {t_cpu:.2f} s"
+            f"  -> ratio {t / c:.2f}"
+        )
     size = pkg.stat().st_size
-    print(f"package size          : {size / 1e6:.0f} MB ({size / total:.1%} of the tree)")
-    print(f"load average after    : {os.getloadavg()[0]:.2f}")
+    print(f"package size         : {size / 1e6:.0f} MB ({size / total:.1%} of the tree)")
+    print(f"load average after   : {os.getloadavg()[0]:.2f}")
 
     version_b = work / "tree-b"
     if not version_b.exists():

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
+import shutil
+import struct
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 from conary.ccs import (
     CcsInputError,
@@ -20,6 +25,8 @@ from conary.ccs import (
     open_package,
 )
 from conary.ccs import build as ccs_build
+from conary.ccs import scheduler as ccs_scheduler
+from conary.ccs.errors import CcsError
 from conary.ccs.keys import new_signing_key
 from helpers_ccs import LIBZ, ZLIB_VERSION, make_elf_tree
 
@@ -147,28 +154,98 @@ def test_same_tree_twice_is_byte_identical(tmp_path: Path) -> None:
     assert c.read_bytes() != a.read_bytes()
 
 
-def test_spilled_objects_and_segmented_files_give_the_same_package(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("thread_alive", [False, True], ids=["fork", "forkserver"])
+def test_worker_processes_and_segmented_files_give_the_same_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread_alive: bool
 ) -> None:
-    """Objects over the memory budget wait in a spool file; big files are hashed in segments on
-    several workers. Neither may change a byte of the package."""
+    """Packed in this process, or by three worker processes with big files cut by one worker and
+    hashed in segments by all: not a byte of the package may differ. With another thread running,
+    workers start from a fork server instead of a fork."""
     tree = make_elf_tree(tmp_path / "root")
     rng = random.Random(11)
     big = rng.randbytes(700_000) + b"\0" * 900_000 + rng.randbytes(700_000)  # repeated zero chunks
     (tree / "usr/share/zhello/big.bin").write_bytes(big)
     (tree / "usr/share/zhello/copy.bin").write_bytes(big[:800_000])  # chunks shared with big.bin
-    plain = build_package(tree, META, output_dir=tmp_path / "plain", signing_key=KEY, source_date_epoch=9)
-    monkeypatch.setattr(ccs_build, "SEGMENT_BYTES", 64 * 1024)
-    out = tmp_path / "spilled"
-    spilled = build_package(
-        tree, META, output_dir=out, signing_key=KEY, source_date_epoch=9, memory_budget=0, workers=3
+    shutil.copy(tree / "usr/bin/zhello", tree / "usr/bin/zhello-copy")  # same build-id, one debug file
+    plain = build_package(
+        tree, META, output_dir=tmp_path / "plain", signing_key=KEY, source_date_epoch=9, workers=1
     )
-    assert spilled.read_bytes() == plain.read_bytes()
-    assert os.listdir(out) == [spilled.name]  # the spool went with the work directory
-    with open_package(spilled) as pkg:
+    monkeypatch.setattr(ccs_build, "SPLIT_FILE_BYTES", 256 * 1024)
+    monkeypatch.setattr(ccs_build, "SEGMENT_BYTES", 64 * 1024)
+    monkeypatch.setattr(ccs_scheduler, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(ccs_scheduler, "BATCH_FILES", 2)
+    out = tmp_path / "parallel"
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    if thread_alive:
+        other.start()
+    try:
+        started = multiprocessing.active_children()
+        parallel = build_package(tree, META, output_dir=out, signing_key=KEY, source_date_epoch=9, workers=3)
+    finally:
+        stop.set()
+        if thread_alive:
+            other.join()
+    assert parallel.read_bytes() == plain.read_bytes()
+    assert os.listdir(out) == [parallel.name]  # the spools went with the work directory
+    assert not set(multiprocessing.active_children()) - set(started)  # the workers are gone
+    with open_package(parallel) as pkg:
         entry = next(f for f in pkg.manifest.files if f.path == "usr/share/zhello/big.bin")
         assert len(entry.chunks) > 10
         assert pkg.read_file(entry) == big
+        debug = [f.path for f in pkg.manifest.files if f.component == "debuginfo" and f.type == "file"]
+        assert len(debug) == 1
+
+
+def test_worker_errors_reach_the_caller_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error raised in a worker process arrives with its location, and leaves no output."""
+    tree = make_elf_tree(tmp_path / "root")
+    # a real binary with debug info whose .comment section claims to lie past the end of the file:
+    # the dependency scan still reads it, but objcopy refuses to split it
+    data = bytearray((tree / "usr/bin/zhello").read_bytes())
+    with open(tree / "usr/bin/zhello", "rb") as handle:
+        elf = ELFFile(handle)
+        index = next(i for i, s in enumerate(elf.iter_sections()) if s.name == ".comment")
+        header = elf["e_shoff"] + index * elf["e_shentsize"]
+    struct.pack_into("<Q", data, header + 24, len(data) * 4)  # Elf64_Shdr.sh_offset
+    (tree / "usr/bin/broken").write_bytes(data)
+    (tree / "usr/bin/broken").chmod(0o755)
+    for n in range(4):
+        (tree / f"usr/share/f{n}").write_bytes(random.Random(n).randbytes(300_000))
+    monkeypatch.setattr(ccs_scheduler, "PARALLEL_MIN_BYTES", 0)
+    out = tmp_path / "out"
+    with pytest.raises(CcsError) as info:
+        build_package(tree, META, output_dir=out, signing_key=KEY, workers=2)
+    assert info.value.where == "usr/bin/broken"
+    assert "objcopy failed" in info.value.what
+    assert os.listdir(out) == []
+
+
+def test_a_file_changed_between_survey_and_compression_fails_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects are read twice (hashed, then compressed); a change in between must not slip through
+    as an object whose bytes disagree with its id."""
+    tree = tmp_path / "root"
+    (tree / "usr/share/data").mkdir(parents=True)
+    victim = tree / "usr/share/data/blob.bin"
+    victim.write_bytes(random.Random(3).randbytes(200_000))
+    surveyed = ccs_build.object_runs
+
+    def rewrite_then_plan(files: object) -> object:
+        before = victim.stat().st_mtime_ns
+        victim.write_bytes(random.Random(4).randbytes(200_000))  # same size, new content
+        # a later write has a later mtime; set it, since two writes within one clock tick may not
+        os.utime(victim, ns=(before + 10**9, before + 10**9))
+        return surveyed(files)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ccs_build, "object_runs", rewrite_then_plan)
+    out = tmp_path / "out"
+    with pytest.raises(CcsError) as info:
+        build_package(tree, META, output_dir=out, signing_key=KEY, workers=1)
+    assert info.value.what == "file changed while it was being packed"
+    assert info.value.where == str(victim)
+    assert os.listdir(out) == []
 
 
 def test_component_overrides_and_exclude(tmp_path: Path) -> None:

@@ -36,6 +36,18 @@ class ConaryError(Exception):
     def __str__(self) -> str:
         return self.render()
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # pickled as its attributes: errors cross process boundaries (packing workers), and the
+        # default (cls(*args)) would lose where and hint, or fail for subclasses with other signatures
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[ConaryError], args: tuple[object, ...], state: dict[str, object]) -> ConaryError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class InputError(ConaryError):
     """Bad usage or bad input (a malformed recipe, a bad argument). The CLI exits 2."""

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -37,6 +38,50 @@ def atomic_writer(target: str | os.PathLike[str], mode: int = 0o644) -> Iterator
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+class BackgroundSync:
+    """fdatasync() a file that is still being written, on a thread of its own.
+
+    The final fsync of a big file otherwise waits for all of it at once (on virtual disks the cost
+    of a flush grows with the data written since the last one). Calling request() every few tens of
+    megabytes overlaps that wait with producing the rest. Requests made while a flush runs are
+    folded into one more flush. Use as a context manager; leaving it waits for the last flush and
+    re-raises its error, if any.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._wanted = threading.Event()
+        self._closing = False
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="background-sync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._closing:
+                return
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                self._error = exc
+                return
+
+    def __enter__(self) -> BackgroundSync:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._closing = True
+        self._wanted.set()
+        self._thread.join()
+        if self._error is not None and exc_info[0] is None:
+            raise self._error
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:

@@ -5,8 +5,8 @@ Works on private copies in a work directory; the caller's tree is never modified
 
 from __future__ import annotations
 
+import os
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +57,14 @@ def _run(argv: list[str], what: str) -> None:
 
 
 class DebugSplitter:
-    """Splits files one at a time (from worker threads) into a private work directory."""
+    """Splits files one at a time into a private work directory, shared by every packing worker.
 
-    def __init__(self, workdir: Path, tree_paths: set[str]) -> None:
+    Each split yields the debug file too; the builder drops those the tree already has, and keeps
+    one of several that share a build-id.
+    """
+
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self._tree_paths = tree_paths
-        self._lock = threading.Lock()
-        self._claimed: set[str] = set()
         self._serial = 0
         self._tools: tuple[str, str] | None = None
 
@@ -75,16 +76,14 @@ class DebugSplitter:
             )
         return self._tools
 
-    def split(self, item: TreeItem, elf: ElfInfo) -> tuple[TreeItem, TreeItem | None]:
-        """Return (stripped item, debug-file item or None if another file already supplies it)."""
+    def split(self, item: TreeItem, elf: ElfInfo) -> tuple[TreeItem, TreeItem]:
+        """Return (stripped item, debug-file item), both backed by new files in the work directory."""
         dbg = debug_path_for(item.path, elf.build_id)
-        with self._lock:
-            objcopy, strip = self._tool_paths()
-            keep_debug = dbg not in self._tree_paths and dbg not in self._claimed
-            self._claimed.add(dbg)
-            self._serial += 1
-            slot = self.workdir / f"{self._serial:06d}"
-        slot.mkdir()
+        objcopy, strip = self._tool_paths()
+        self._serial += 1
+        # the pid keeps slots of different worker processes apart
+        slot = self.workdir / f"{os.getpid()}-{self._serial:06d}"
+        slot.mkdir(parents=True)
         debug_file = slot / Path(dbg).name  # the debuglink records this base name
         stripped = slot / "stripped"
         _run([objcopy, "--only-keep-debug", item.source, str(debug_file)], item.path)
@@ -93,8 +92,6 @@ class DebugSplitter:
         new = TreeItem(
             item.path, "file", item.mode, item.uid, item.gid, str(stripped), "", stripped.stat().st_size
         )
-        if not keep_debug:
-            return new, None
         return new, TreeItem(dbg, "file", 0o644, 0, 0, str(debug_file), "", debug_file.stat().st_size)
 
 

@@ -1,0 +1,353 @@
+"""The worker side of packing, in two passes over the tree's files.
+
+1. Survey: read each file once; split off its debug info; take its facts for the dependency scan;
+   cut it into chunks and hash them. This is everything the manifest needs.
+2. Compress: once the manifest is signed, the objects are compressed in runs, in the order the
+   archive stores them, each run framed as tar records (header, data, padding) in the worker's
+   spool file. The builder copies finished runs into the package while later runs are still
+   being compressed, so the package reaches the disk while the CPU is still busy.
+
+A file bigger than `PackConfig.split_bytes` is only cut by the worker that meets it: its chunks are
+hashed in segments that the scheduler spreads over all workers.
+
+Everything here is a function of file content and the configuration, never of which worker ran
+it or when.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+from pyfastcdc import FastCDC
+
+from conary.ccs.components import ComponentRules, is_config_path
+from conary.ccs.debuginfo import DebugSplitter, TreeItem, wants_split
+from conary.ccs.deps import FileFacts, file_facts, needs_full_content
+from conary.ccs.elfinfo import ElfInfo
+from conary.ccs.errors import CcsError
+from conary.ccs.limits import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, CHUNK_THRESHOLD
+from conary.ccs.manifest import EMPTY_SHA256, encode_file
+from conary.ccs.model import FileEntry
+from conary.ccs.tarfmt import make_header, padding
+
+Stamp = tuple[int, int, int]  # (size, mtime_ns, inode): a file read twice must not change between
+
+
+def new_chunker() -> FastCDC:
+    """The format-1 chunker: FastCDC 2020, min/avg/max 16/64/256 KiB, normalization 1, seed 0."""
+    return FastCDC(CHUNK_AVG, min_size=CHUNK_MIN, max_size=CHUNK_MAX, normalized_chunking=1, seed=0)
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """What every worker needs; picklable, so workers may be forked or started fresh."""
+
+    workdir: str
+    level: int
+    epoch: int
+    split_debug: bool
+    rules: ComponentRules
+    split_bytes: int  # files at least this big are cut by one worker and hashed in segments by all
+    segment_bytes: int  # about this many bytes of chunks per segment task
+
+
+@dataclass(frozen=True)
+class PackedFile:
+    """A surveyed regular file: its manifest entry (and CBOR), its chunks' lengths, and its facts.
+
+    *item* is where the bytes come from (a stripped copy, for split files). *debug_of* names the
+    tree path a separated debug file belongs to, empty for every other file.
+    """
+
+    item: TreeItem
+    entry: FileEntry
+    record: bytes
+    facts: FileFacts
+    lengths: tuple[int, ...]
+    stamp: Stamp
+    debug_of: str = ""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Thousands of these cross from the workers: as one flat tuple they pickle several times
+        # faster than as nested dataclasses.
+        item, entry = self.item, self.entry
+        facts = None if self.facts == _NO_FACTS else self.facts
+        return (
+            _unpickle_packed,
+            (item.path, item.mode, item.uid, item.gid, item.source, item.size, entry.sha256, entry.chunks,
+             entry.component, entry.config, self.record, facts, self.lengths, self.stamp, self.debug_of),
+        )  # fmt: skip
+
+
+_NO_FACTS = FileFacts()
+
+
+def _unpickle_packed(
+    path: str,
+    mode: int,
+    uid: int,
+    gid: int,
+    source: str,
+    size: int,
+    sha256: str,
+    chunks: tuple[str, ...],
+    component: str,
+    config: bool,
+    record: bytes,
+    facts: FileFacts | None,
+    lengths: tuple[int, ...],
+    stamp: Stamp,
+    debug_of: str,
+) -> PackedFile:
+    item = TreeItem(path, "file", mode, uid, gid, source, "", size)
+    entry = FileEntry(path, "file", mode, uid, gid, size, sha256, chunks, "", component, config)
+    return PackedFile(item, entry, record, facts or _NO_FACTS, lengths, stamp, debug_of)
+
+
+@dataclass(frozen=True)
+class CutFile:
+    """A big file that has been cut but whose chunks are still to be hashed."""
+
+    item: TreeItem
+    facts: FileFacts
+    stamp: Stamp
+    cuts: tuple[tuple[int, int], ...]
+    debug_of: str = ""
+
+
+@dataclass(frozen=True)
+class ObjectRun:
+    """Consecutive objects of the archive that lie in one source file: (id, offset, length) each."""
+
+    source: str
+    stamp: Stamp
+    objects: tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    files: list[PackedFile | CutFile] = field(default_factory=list)
+    chunk_ids: tuple[str, ...] = ()  # a segment's chunk ids, in order
+    sha256: str = ""  # a whole-file hash
+    spooled: tuple[str, int, int] = ("", 0, 0)  # compressed records: (spool file name, offset, length)
+
+
+def stamp_of(st: os.stat_result) -> Stamp:
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def check_unchanged(source: str, stamp: Stamp, st: os.stat_result | None = None) -> None:
+    """Fail if the file at *source* changed (size, mtime or inode) since it was surveyed."""
+    if stamp_of(st or os.stat(source)) != stamp:
+        raise CcsError(
+            "file changed while it was being packed",
+            where=source,
+            hint="nothing may write to the tree while it is packed; run the build again",
+        )
+
+
+def file_record(
+    item: TreeItem, sha256: str, chunks: tuple[str, ...], rules: ComponentRules
+) -> tuple[FileEntry, bytes]:
+    """A regular file's manifest entry and its canonical CBOR."""
+    entry = FileEntry(
+        item.path,
+        "file",
+        item.mode,
+        item.uid,
+        item.gid,
+        item.size,
+        sha256,
+        chunks,
+        "",
+        rules.component_of(item.path, is_symlink=False),
+        is_config_path(item.path),
+    )
+    return entry, encode_file(entry)
+
+
+class Packer:
+    """One worker: its chunker, its zstd context, its debug splitter and its spool file."""
+
+    def __init__(self, config: PackConfig) -> None:
+        self.config = config
+        self._cdc = new_chunker()
+        self._zstd = zstandard.ZstdCompressor(
+            level=config.level, write_content_size=True, write_checksum=False
+        )
+        self._splitter = DebugSplitter(Path(config.workdir) / "debug") if config.split_debug else None
+        self._spool_name = f"spool-{os.getpid()}"
+        self._spool_fd = -1
+        self._spool_end = 0
+
+    # ------------------------------------------------------------ survey tasks
+
+    def survey_files(self, items: list[TreeItem]) -> TaskResult:
+        files: list[PackedFile | CutFile] = []
+        for item in items:
+            files += self._survey_item(item)
+        return TaskResult(files=files)
+
+    def hash_segment(self, source: str, cuts: tuple[tuple[int, int], ...]) -> TaskResult:
+        """The ids of consecutive chunks of a cut file."""
+        start = cuts[0][0]
+        data = self._read_range(source, start, cuts[-1][0] + cuts[-1][1])
+        view = memoryview(data)
+        ids = tuple(
+            hashlib.sha256(view[offset - start : offset - start + length]).hexdigest()
+            for offset, length in cuts
+        )
+        return TaskResult(chunk_ids=ids)
+
+    def hash_file(self, source: str) -> TaskResult:
+        with open(source, "rb") as handle:
+            return TaskResult(sha256=hashlib.file_digest(handle, "sha256").hexdigest())
+
+    # ------------------------------------------------------------ compress task
+
+    def compress_runs(self, runs: list[ObjectRun]) -> TaskResult:
+        """Compress the runs' objects in order, appended to this worker's spool as one range."""
+        buffers: list[bytes] = []
+        compress = self._zstd.compress
+        epoch = self.config.epoch
+        for run in runs:
+            start = run.objects[0][1]
+            last = run.objects[-1]
+            data = self._read_range(run.source, start, last[1] + last[2], run.stamp)
+            view = memoryview(data)
+            for object_id, offset, length in run.objects:
+                blob = compress(view[offset - start : offset - start + length])
+                header = make_header(f"objects/{object_id[:2]}/{object_id[2:]}", len(blob), epoch)
+                buffers += (header, blob, padding(len(blob)))
+        return TaskResult(spooled=(self._spool_name, *self._append(buffers)))
+
+    # ------------------------------------------------------------ one file
+
+    def _survey_item(self, item: TreeItem) -> list[PackedFile | CutFile]:
+        surveyed, elf_split = self._survey_one(item, check_debug=self._splitter is not None)
+        if surveyed is not None:
+            return [surveyed]
+        assert self._splitter is not None and elf_split is not None
+        stripped, debug_item = self._splitter.split(item, elf_split)
+        out = [self._survey_one(stripped, check_debug=False)[0]]
+        out.append(self._survey_one(debug_item, check_debug=False, debug_of=item.path)[0])
+        return out  # type: ignore[return-value]
+
+    def _survey_one(
+        self, item: TreeItem, *, check_debug: bool, debug_of: str = ""
+    ) -> tuple[PackedFile | CutFile | None, ElfInfo | None]:
+        """Survey a file, or return (None, its ELF facts) if its debug info must be split off first."""
+        executable = bool(item.mode & 0o111)
+        with open(item.source, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise CcsError("not a regular file any more", where=item.source)
+            item = item if item.size == st.st_size else _resized(item, st.st_size)
+            if st.st_size >= self.config.split_bytes:
+                return self._cut(item, handle, st, check_debug=check_debug, debug_of=debug_of)
+            data = handle.read()
+        if len(data) != st.st_size:
+            check_unchanged(item.source, stamp_of(st))
+        content = (
+            data if len(data) < CHUNK_THRESHOLD or needs_full_content(item.path, data[:256]) else data[:256]
+        )
+        facts = file_facts(item.path, content, executable=executable)
+        if check_debug and wants_split(item.path, facts.elf):
+            return None, facts.elf
+        if not data:
+            sha, chunks, lengths = EMPTY_SHA256, (), ()
+        elif len(data) < CHUNK_THRESHOLD:
+            sha = hashlib.sha256(data).hexdigest()
+            chunks, lengths = (sha,), (len(data),)
+        else:
+            view = memoryview(data)
+            cuts = [(c.offset, c.length) for c in self._cdc.cut_buf(view)]
+            chunks = tuple(hashlib.sha256(view[o : o + n]).hexdigest() for o, n in cuts)
+            lengths = tuple(n for _, n in cuts)
+            sha = chunks[0] if len(chunks) == 1 else hashlib.sha256(data).hexdigest()
+        stamp = stamp_of(st)
+        check_unchanged(item.source, stamp)
+        entry, record = file_record(item, sha, chunks, self.config.rules)
+        return PackedFile(item, entry, record, facts, lengths, stamp, debug_of), None
+
+    def _cut(
+        self, item: TreeItem, handle: BinaryIO, st: os.stat_result, *, check_debug: bool, debug_of: str
+    ) -> tuple[CutFile | None, ElfInfo | None]:
+        executable = bool(item.mode & 0o111)
+        mapped = mmap.mmap(handle.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        try:
+            with memoryview(mapped) as view:
+                head = bytes(view[:256])
+                content = view if needs_full_content(item.path, head) else head
+                facts = file_facts(item.path, content, executable=executable)
+                if check_debug and wants_split(item.path, facts.elf):
+                    return None, facts.elf
+                # pyfastcdc's chunks hold buffer exports: keep them inside this block
+                cuts = tuple((c.offset, c.length) for c in self._cdc.cut_buf(view))
+        finally:
+            mapped.close()
+        return CutFile(item, facts, stamp_of(st), cuts, debug_of), None
+
+    # ------------------------------------------------------------ input and spool
+
+    @staticmethod
+    def _read_range(source: str, start: int, end: int, stamp: Stamp | None = None) -> bytes:
+        with open(source, "rb") as handle:
+            if stamp is not None:
+                check_unchanged(source, stamp, os.fstat(handle.fileno()))
+            data = os.pread(handle.fileno(), end - start, start)
+        if len(data) != end - start:
+            raise CcsError(
+                "file changed while it was being packed",
+                where=source,
+                hint="nothing may write to the tree while it is packed; run the build again",
+            )
+        return data
+
+    def _append(self, buffers: list[bytes]) -> tuple[int, int]:
+        """Append *buffers* to the spool; returns (offset, length) of what was written."""
+        if self._spool_fd < 0:
+            path = Path(self.config.workdir) / self._spool_name
+            self._spool_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        start = position = self._spool_end
+        first = 0
+        while first < len(buffers):
+            written = os.pwritev(self._spool_fd, buffers[first : first + 1024], position)  # IOV_MAX
+            position += written
+            while first < len(buffers) and written >= len(buffers[first]):
+                written -= len(buffers[first])
+                first += 1
+            if written:
+                buffers[first] = buffers[first][written:]
+        self._spool_end = position
+        return start, position - start
+
+
+def _resized(item: TreeItem, size: int) -> TreeItem:
+    return TreeItem(item.path, item.type, item.mode, item.uid, item.gid, item.source, item.target, size)
+
+
+# ---------------------------------------------------------------- process entry points
+
+_WORKER: Packer | None = None
+
+
+def init_worker(config: PackConfig) -> None:
+    """Process-pool initializer. Workers ignore Ctrl-C: the builder stops them and reports once."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _WORKER
+    _WORKER = Packer(config)
+
+
+def run_task(method: str, *args: object) -> TaskResult:
+    assert _WORKER is not None, "init_worker() has not run in this process"
+    return getattr(_WORKER, method)(*args)

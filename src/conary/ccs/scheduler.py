@@ -1,0 +1,250 @@
+"""Spread the two packing passes over worker processes and gather their results.
+
+Survey: biggest files go first, so the last task to finish is a small one. Small files travel in
+batches, one task each, to keep the per-task cost of a process pool low. A file of `split_bytes`
+or more comes back from its worker cut but not hashed; its segments and its whole-file hash then
+jump the queue, so one giant file still keeps every worker busy.
+
+Compress: the archive's objects, in archive order, go out in runs of about COMPRESS_TASK_BYTES;
+finished runs are handed back in that same order as soon as every earlier one is done.
+
+A tree too small to repay starting processes, or a call with one worker, is packed in this
+process by the same code.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from conary.ccs.debuginfo import TreeItem
+from conary.ccs.errors import CcsError
+from conary.ccs.limits import MiB
+from conary.ccs.packer import (
+    CutFile,
+    ObjectRun,
+    PackConfig,
+    PackedFile,
+    Packer,
+    TaskResult,
+    check_unchanged,
+    file_record,
+    init_worker,
+    run_task,
+)
+
+BATCH_BYTES, BATCH_FILES = 2 * MiB, 128  # smaller files are surveyed in batches of this size
+COMPRESS_TASK_BYTES = 4 * MiB  # uncompressed bytes of objects per compress task
+COMPRESS_LOOKAHEAD = 4  # compress tasks may run this many times the survey's tasks in flight ahead
+PARALLEL_MIN_BYTES = 16 * MiB  # below this, starting worker processes costs more than it saves
+
+
+class Workers(Protocol):
+    limit: int  # tasks worth keeping in flight
+
+    def submit(self, method: str, *args: object) -> Future[TaskResult]: ...
+
+
+class _InProcess:
+    """Runs each task at once in this process; the futures it returns are already done."""
+
+    limit = 1
+
+    def __init__(self, config: PackConfig) -> None:
+        self._packer = Packer(config)
+
+    def submit(self, method: str, *args: object) -> Future[TaskResult]:
+        future: Future[TaskResult] = Future()
+        try:
+            future.set_result(getattr(self._packer, method)(*args))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+class _Processes:
+    def __init__(self, pool: ProcessPoolExecutor, workers: int) -> None:
+        self._pool = pool
+        self.limit = 2 * workers
+
+    def submit(self, method: str, *args: object) -> Future[TaskResult]:
+        return self._pool.submit(run_task, method, *args)
+
+
+@contextmanager
+def packing_workers(config: PackConfig, workers: int, total_bytes: int) -> Iterator[Workers]:
+    """Worker processes for one package (or this process, for small trees or one worker)."""
+    if workers <= 1 or total_bytes < PARALLEL_MIN_BYTES:
+        yield _InProcess(config)
+        return
+    # fork is cheapest, but is only safe while this process runs no other thread
+    method = "fork" if threading.active_count() == 1 else "forkserver"
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context(method), initializer=init_worker, initargs=(config,)
+    )
+    try:
+        yield _Processes(pool, workers)
+    except BrokenProcessPool as exc:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise CcsError(
+            "a packing worker process died", hint="the system may be out of memory; see the kernel log"
+        ) from exc
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+# ---------------------------------------------------------------- survey
+
+
+@dataclass
+class _CutJob:
+    """A big file's outstanding segment hashes and whole-file hash."""
+
+    cut: CutFile
+    parts: list[tuple[str, ...]]
+    sha256: str = ""
+    waiting: int = 0
+
+
+_Task = tuple[str, tuple[object, ...], "_CutJob | None", int]
+
+
+def survey(workers: Workers, items: list[TreeItem], config: PackConfig) -> list[PackedFile]:
+    """Survey every regular file in *items* (debug files split off come back as files of their own)."""
+    order = sorted(items, key=lambda i: (-i.size, i.path))
+    queue: deque[_Task] = deque(("survey_files", (batch,), None, 0) for batch in _batches(order))
+    urgent: deque[_Task] = deque()
+    inflight: dict[Future[TaskResult], tuple[_CutJob | None, int]] = {}
+    files: list[PackedFile] = []
+    while queue or urgent or inflight:
+        while len(inflight) < workers.limit and (urgent or queue):
+            method, args, job, index = (urgent or queue).popleft()
+            inflight[workers.submit(method, *args)] = (job, index)
+        done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+        for future in done:
+            job, index = inflight.pop(future)
+            task = future.result()
+            if job is None:
+                for surveyed in task.files:
+                    if isinstance(surveyed, CutFile):
+                        urgent.extend(_cut_tasks(surveyed, config))
+                    else:
+                        files.append(surveyed)
+                continue
+            if index < 0:
+                job.sha256 = task.sha256
+            else:
+                job.parts[index] = task.chunk_ids
+            job.waiting -= 1
+            if job.waiting == 0:
+                files.append(_finish(job, config))
+    return files
+
+
+def _cut_tasks(cut: CutFile, config: PackConfig) -> Iterator[_Task]:
+    segments = _segments(cut.cuts, config.segment_bytes)
+    job = _CutJob(cut, [()] * len(segments), waiting=len(segments) + 1)
+    source = cut.item.source
+    yield "hash_file", (source,), job, -1
+    for index, segment in enumerate(segments):
+        yield "hash_segment", (source, segment), job, index
+
+
+def _finish(job: _CutJob, config: PackConfig) -> PackedFile:
+    cut = job.cut
+    check_unchanged(cut.item.source, cut.stamp)
+    chunks = tuple(c for part in job.parts for c in part)
+    entry, record = file_record(cut.item, job.sha256, chunks, config.rules)
+    lengths = tuple(n for _, n in cut.cuts)
+    return PackedFile(cut.item, entry, record, cut.facts, lengths, cut.stamp, cut.debug_of)
+
+
+def _segments(cuts: tuple[tuple[int, int], ...], segment_bytes: int) -> list[tuple[tuple[int, int], ...]]:
+    """Consecutive runs of chunks of about *segment_bytes* each."""
+    segments: list[list[tuple[int, int]]] = [[]]
+    size = 0
+    for cut in cuts:
+        if size >= segment_bytes:
+            segments.append([])
+            size = 0
+        segments[-1].append(cut)
+        size += cut[1]
+    return [tuple(s) for s in segments]
+
+
+def _batches(order: list[TreeItem]) -> Iterator[list[TreeItem]]:
+    batch: list[TreeItem] = []
+    size = 0
+    for item in order:
+        batch.append(item)
+        size += item.size
+        if size >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+# ---------------------------------------------------------------- compress
+
+
+class InOrderCompression:
+    """Compress *runs* (the archive's objects in order) on the workers; iterating yields each task's
+    spooled records, (spool file name, offset, length), in archive order.
+
+    Tasks are submitted from the start, so the workers compress while the caller is still signing
+    the manifest; up to `COMPRESS_LOOKAHEAD` tasks per worker may run ahead of the one awaited.
+    """
+
+    def __init__(self, workers: Workers, runs: list[ObjectRun]) -> None:
+        self._workers = workers
+        self._tasks = deque(_compress_tasks(runs))
+        self._limit = workers.limit * COMPRESS_LOOKAHEAD
+        self._inflight: dict[Future[TaskResult], int] = {}
+        self._submitted = 0
+        self._submit()
+
+    def _submit(self) -> None:
+        while self._tasks and len(self._inflight) < self._limit:
+            self._inflight[self._workers.submit("compress_runs", self._tasks.popleft())] = self._submitted
+            self._submitted += 1
+
+    def __iter__(self) -> Iterator[tuple[str, int, int]]:
+        finished: dict[int, tuple[str, int, int]] = {}
+        next_out = 0
+        while self._inflight:
+            done, _ = wait(self._inflight, return_when=FIRST_COMPLETED)
+            for future in done:
+                finished[self._inflight.pop(future)] = future.result().spooled
+            self._submit()
+            while next_out in finished:
+                yield finished.pop(next_out)
+                next_out += 1
+
+
+def _compress_tasks(runs: list[ObjectRun]) -> Iterator[list[ObjectRun]]:
+    """Runs grouped into tasks of about COMPRESS_TASK_BYTES; a longer run is split between tasks."""
+    task: list[ObjectRun] = []
+    size = 0
+    for run in runs:
+        objects: list[tuple[str, int, int]] = []
+        for obj in run.objects:
+            objects.append(obj)
+            size += obj[2]
+            if size >= COMPRESS_TASK_BYTES:
+                task.append(ObjectRun(run.source, run.stamp, tuple(objects)))
+                yield task
+                task, objects, size = [], [], 0
+        if objects:
+            task.append(ObjectRun(run.source, run.stamp, tuple(objects)))
+    if task:
+        yield task
