@@ -11,7 +11,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from conary.ccs.packer import ObjectRun, PackConfig, PackedFile
 from conary.ccs.scheduler import InOrderCompression, packing_workers, survey
 from conary.ccs.sign import encode_signature
 from conary.ccs.tarfmt import MAX_MTIME, end_of_archive, make_header, padding
-from conary.fsutil import BackgroundSync, atomic_writer
+from conary.fsutil import BackgroundSync, atomic_writer, punch_hole
 
 DEFAULT_COMPRESSION_LEVEL = 1  # zstd level; 3 packs ~5% smaller for ~1.5x the compression CPU
 SPLIT_FILE_BYTES = 32 * MiB  # files this big are hashed and compressed in segments on every worker
@@ -117,11 +117,10 @@ def scan_tree(tree: Path, rules: ComponentRules, *, preserve_owner: bool = False
 # ---------------------------------------------------------------- the package
 
 
-def object_runs(files: Iterable[PackedFile]) -> list[ObjectRun]:
+def object_runs(files: Iterable[PackedFile]) -> Iterator[ObjectRun]:
     """The archive's objects in format-1 order (first use, walking *files* in manifest order and
     their chunks in order), as runs of objects that lie one after another in a source file."""
     seen: set[str] = set()
-    runs: list[ObjectRun] = []
     for p in files:
         objects: list[tuple[str, int, int]] = []
         offset = 0
@@ -130,12 +129,11 @@ def object_runs(files: Iterable[PackedFile]) -> list[ObjectRun]:
                 seen.add(chunk)
                 objects.append((chunk, offset, length))
             elif objects:
-                runs.append(ObjectRun(p.item.source, p.stamp, tuple(objects)))
+                yield ObjectRun(p.item.source, p.stamp, tuple(objects))
                 objects = []
             offset += length
         if objects:
-            runs.append(ObjectRun(p.item.source, p.stamp, tuple(objects)))
-    return runs
+            yield ObjectRun(p.item.source, p.stamp, tuple(objects))
 
 
 def build_package(
@@ -322,8 +320,10 @@ def _write_archive(
             for spool, start, length in spooled:
                 src = spools.get(spool)
                 if src is None:
-                    src = spools[spool] = os.open(spool_dir / spool, os.O_RDONLY | os.O_CLOEXEC)
+                    src = spools[spool] = os.open(spool_dir / spool, os.O_RDWR | os.O_CLOEXEC)
                 _copy_range(src, fd, start, length)
+                # free the copied records now, while workers still compress, not all at the end
+                punch_hole(src, start, length)
                 offset += length
                 if offset - flushed >= _SYNC_BYTES:
                     syncer.request()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -205,17 +205,20 @@ class InOrderCompression:
     the manifest; up to `COMPRESS_LOOKAHEAD` tasks per worker may run ahead of the one awaited.
     """
 
-    def __init__(self, workers: Workers, runs: list[ObjectRun]) -> None:
+    def __init__(self, workers: Workers, runs: Iterable[ObjectRun]) -> None:
         self._workers = workers
-        self._tasks = deque(_compress_tasks(runs))
+        self._tasks = _compress_tasks(runs)  # computed as they are submitted
         self._limit = workers.limit * COMPRESS_LOOKAHEAD
         self._inflight: dict[Future[TaskResult], int] = {}
         self._submitted = 0
         self._submit()
 
     def _submit(self) -> None:
-        while self._tasks and len(self._inflight) < self._limit:
-            self._inflight[self._workers.submit("compress_runs", self._tasks.popleft())] = self._submitted
+        while len(self._inflight) < self._limit:
+            task = next(self._tasks, None)
+            if task is None:
+                return
+            self._inflight[self._workers.submit("compress_runs", task)] = self._submitted
             self._submitted += 1
 
     def __iter__(self) -> Iterator[tuple[str, int, int]]:
@@ -231,7 +234,7 @@ class InOrderCompression:
                 next_out += 1
 
 
-def _compress_tasks(runs: list[ObjectRun]) -> Iterator[list[ObjectRun]]:
+def _compress_tasks(runs: Iterable[ObjectRun]) -> Iterator[list[ObjectRun]]:
     """Runs grouped into tasks of about COMPRESS_TASK_BYTES; a longer run is split between tasks."""
     task: list[ObjectRun] = []
     size = 0
