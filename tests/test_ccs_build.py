@@ -197,6 +197,22 @@ def test_worker_processes_and_segmented_files_give_the_same_package(
         assert len(debug) == 1
 
 
+def test_packs_in_process_where_worker_processes_cannot_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = make_elf_tree(tmp_path / "root")
+    (tree / "usr/share/zhello/big.bin").write_bytes(random.Random(5).randbytes(600_000))
+    plain = build_package(tree, META, output_dir=tmp_path / "plain", signing_key=KEY, workers=1)
+
+    def no_semaphores(*args: object, **kwargs: object) -> None:
+        raise ImportError("This platform lacks a functioning sem_open implementation")
+
+    monkeypatch.setattr(ccs_scheduler, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(ccs_scheduler, "ProcessPoolExecutor", no_semaphores)
+    fallback = build_package(tree, META, output_dir=tmp_path / "fallback", signing_key=KEY, workers=2)
+    assert fallback.read_bytes() == plain.read_bytes()
+
+
 def test_worker_errors_reach_the_caller_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An error raised in a worker process arrives with its location, and leaves no output."""
     tree = make_elf_tree(tmp_path / "root")

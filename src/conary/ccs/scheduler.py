@@ -86,9 +86,17 @@ def packing_workers(config: PackConfig, workers: int, total_bytes: int) -> Itera
         return
     # fork is cheapest, but is only safe while this process runs no other thread
     method = "fork" if threading.active_count() == 1 else "forkserver"
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context(method), initializer=init_worker, initargs=(config,)
-    )
+    try:
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=init_worker,
+            initargs=(config,),
+        )
+    except (ImportError, NotImplementedError, OSError):
+        # no working POSIX semaphores (a chroot or container without /dev/shm): pack here instead
+        yield _InProcess(config)
+        return
     try:
         yield _Processes(pool, workers)
     except BrokenProcessPool as exc:
