@@ -10,7 +10,6 @@ import errno
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from conary.ccs.packer import ObjectRun, PackConfig, PackedFile
 from conary.ccs.scheduler import InOrderCompression, packing_workers, survey
 from conary.ccs.sign import encode_signature
 from conary.ccs.tarfmt import MAX_MTIME, end_of_archive, make_header, padding
+from conary.ccs.workdir import build_workdir
 from conary.fsutil import BackgroundSync, atomic_writer, punch_hole
 
 DEFAULT_COMPRESSION_LEVEL = 1  # zstd level; 3 packs ~5% smaller for ~1.5x the compression CPU
@@ -186,9 +186,15 @@ def build_package(
 
     items = scan_tree(tree, rules, preserve_owner=preserve_owner)
     regular = [i for i in items if i.type == "file"]
-    with tempfile.TemporaryDirectory(prefix=".ccs-build-", dir=output_dir) as work:
+    with build_workdir(output_dir) as work:
         config = PackConfig(
-            work, compression_level, source_date_epoch, split_debug, rules, SPLIT_FILE_BYTES, SEGMENT_BYTES
+            str(work),
+            compression_level,
+            source_date_epoch,
+            split_debug,
+            rules,
+            SPLIT_FILE_BYTES,
+            SEGMENT_BYTES,
         )
         with packing_workers(config, workers, sum(i.size for i in regular)) as pool:
             packed = _kept_files(survey(pool, regular, config), {i.path for i in items})

@@ -339,11 +339,20 @@ def _resized(item: TreeItem, size: int) -> TreeItem:
 _WORKER: Packer | None = None
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
 def init_worker(config: PackConfig) -> None:
-    """Process-pool initializer. Workers ignore Ctrl-C: the builder stops them and reports once."""
+    """Process-pool initializer. Workers ignore Ctrl-C: the builder stops them and reports once.
+    They die with the builder: if it is killed, nothing else would ever end them (they wait on a
+    queue whose write end they hold themselves)."""
+    import ctypes
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the builder died before prctl took effect
+        os._exit(1)
     global _WORKER
     _WORKER = Packer(config)
 
