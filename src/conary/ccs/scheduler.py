@@ -40,8 +40,8 @@ from conary.ccs.packer import (
     run_task,
 )
 
-BATCH_BYTES, BATCH_FILES = 2 * MiB, 128  # smaller files are surveyed in batches of this size
-COMPRESS_TASK_BYTES = 4 * MiB  # uncompressed bytes of objects per compress task
+BATCH_BYTES, BATCH_FILES = 4 * MiB, 256  # smaller files are surveyed in batches of this size
+COMPRESS_TASK_BYTES = 8 * MiB  # uncompressed bytes of objects per compress task
 COMPRESS_LOOKAHEAD = 4  # compress tasks may run this many times the survey's tasks in flight ahead
 PARALLEL_MIN_BYTES = 16 * MiB  # below this, starting worker processes costs more than it saves
 
