@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,25 @@ def test_keygen_refuses_overwrite_and_sign_replaces_signature(tmp_path: Path, ke
 def test_verify_reports_missing_file(tmp_path: Path, cli) -> None:
     r = cli("ccs", "verify", tmp_path / "nope.ccs")
     assert r.code == 1 and "package not found" in r.err
+
+
+def test_build_into_a_full_disk_says_so_and_leaves_nothing(tmp_path: Path, keydir: Path, cli) -> None:
+    """Worker processes run out of space writing their spools: one line, and the output directory
+    holds no scratch and no partial package."""
+    d = _pkgdir(tmp_path, TOML)
+    for n in range(6):  # 24 MiB that do not compress: packed by worker processes
+        (d / f"root/usr/share/blob{n}").parent.mkdir(parents=True, exist_ok=True)
+        (d / f"root/usr/share/blob{n}").write_bytes(os.urandom(4 << 20))
+    out = tmp_path / "small-fs"
+    out.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(out)], check=True)
+    try:
+        r = cli("ccs", "build", d, "--output", out, "--no-split-debug")
+        assert r.code == 1
+        lines = r.err.strip().splitlines()
+        assert lines[-1].startswith(f"conary: error: {out}: no space left for the package (hint: ")
+        assert "free some space" in lines[-1]
+        assert "Traceback" not in r.err
+        assert os.listdir(out) == []
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=True)

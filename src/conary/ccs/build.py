@@ -185,6 +185,33 @@ def build_package(
     output_dir.mkdir(parents=True, exist_ok=True)
 
     items = scan_tree(tree, rules, preserve_owner=preserve_owner)
+    try:
+        return _pack(items, output_dir, meta, key, rules, scripts, provenance, source_date_epoch,
+                     split_debug, compression_level, workers)  # fmt: skip
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise CcsError(
+            "no space left for the package",
+            where=str(output_dir),
+            hint="while it is built, a package needs about twice its size free beside the output; "
+            "free some space, then build again",
+        ) from exc
+
+
+def _pack(
+    items: list[TreeItem],
+    output_dir: Path,
+    meta: PackageMeta,
+    key: SigningKey,
+    rules: ComponentRules,
+    scripts: Mapping[str, str],
+    provenance: Mapping[str, Any] | None,
+    source_date_epoch: int,
+    split_debug: bool,
+    compression_level: int,
+    workers: int,
+) -> Path:
     regular = [i for i in items if i.type == "file"]
     with build_workdir(output_dir) as work:
         config = PackConfig(
