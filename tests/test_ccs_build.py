@@ -337,3 +337,28 @@ def test_keypair_files(tmp_path: Path) -> None:
     assert private.stat().st_mode & 0o777 == 0o600
     assert public.read_text().split()[2] == load_signing_key(private).key_id
     assert len(load_signing_key(private).key_id) == 16
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_reports_each_phase_up_to_its_total(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    tree = make_elf_tree(tmp_path / "root")
+    for n in range(3):
+        (tree / f"usr/share/zhello/blob{n}").write_bytes(random.Random(n).randbytes(400_000))
+    monkeypatch.setattr(ccs_scheduler, "PARALLEL_MIN_BYTES", 0)
+    calls: list[tuple[str, int, int]] = []
+    build_package(
+        tree, META, output_dir=tmp_path / "out", signing_key=KEY, workers=workers,
+        progress=lambda phase, done, total: calls.append((phase, done, total)),
+    )  # fmt: skip
+    phases = [c[0] for c in calls]
+    assert phases == sorted(phases, key=["survey", "compress"].index)  # survey first, then compress
+    for phase in ("survey", "compress"):
+        seen = [(done, total) for p, done, total in calls if p == phase]
+        assert seen, phase
+        dones = [d for d, _ in seen]
+        assert dones == sorted(dones) and all(d <= t for d, t in seen)
+        assert seen[-1][0] == seen[-1][1] > 0
+    regular = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
+    assert next(t for p, _, t in calls if p == "survey") == regular

@@ -160,3 +160,44 @@ def test_build_into_a_full_disk_says_so_and_leaves_nothing(tmp_path: Path, keydi
         assert os.listdir(out) == []
     finally:
         subprocess.run(["umount", "-l", str(out)], check=True)
+
+
+def test_build_shows_progress_on_a_terminal(tmp_path: Path, keydir: Path, conary_bin) -> None:
+    import pty
+    import shutil
+    import sys
+    import threading
+
+    d = _pkgdir(tmp_path, TOML)
+    (d / "root/usr/share").mkdir(parents=True)
+    (d / "root/usr/share/blob").write_bytes(os.urandom(2 << 20))
+    exe = shutil.which("conary") or str(Path(sys.executable).with_name("conary"))
+    main, terminal = pty.openpty()
+    shown = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                block = os.read(main, 65536)
+            except OSError:  # EIO: the terminal's other end is closed
+                return
+            if not block:
+                return
+            shown.extend(block)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        r = subprocess.run(
+            [exe, "ccs", "build", str(d), "--output", str(tmp_path / "out")],
+            stdout=subprocess.PIPE, stderr=terminal, text=True,
+        )  # fmt: skip
+    finally:
+        os.close(terminal)
+        reader.join()
+        os.close(main)
+    assert r.returncode == 0
+    assert Path(r.stdout.strip()).exists()
+    assert b"reading" in shown and b"compressing" in shown
+    r = conary_bin("ccs", "build", d, "--output", tmp_path / "out2")  # a pipe: no bar
+    assert r.returncode == 0 and "reading" not in r.stderr

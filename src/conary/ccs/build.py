@@ -32,7 +32,7 @@ from conary.ccs.model import (
     PackageMeta,
 )
 from conary.ccs.packer import ObjectRun, PackConfig, PackedFile
-from conary.ccs.scheduler import InOrderCompression, packing_workers, survey
+from conary.ccs.scheduler import InOrderCompression, Progress, packing_workers, survey
 from conary.ccs.sign import encode_signature
 from conary.ccs.tarfmt import MAX_MTIME, end_of_archive, make_header, padding
 from conary.ccs.workdir import build_workdir
@@ -150,6 +150,7 @@ def build_package(
     compression_level: int = DEFAULT_COMPRESSION_LEVEL,
     workers: int | None = None,
     preserve_owner: bool = False,
+    progress: Progress | None = None,
 ) -> Path:
     """Pack *tree* into ``<output_dir>/<name>-<version>-<release>.<arch>.ccs`` (atomically) and return it.
 
@@ -158,6 +159,8 @@ def build_package(
     provenance: recipe hash, source checksums, derivation key, builder ... (text/int/bool values).
     workers: processes for chunking, hashing and compression (default: one per core).
     preserve_owner: record the tree's uid/gid instead of 0:0.
+    progress: called from this thread as (phase, bytes done, bytes in all), phase "survey" (reading
+    and hashing), then "compress" (compressing and writing; its total is an upper bound).
     Compressed objects wait in spool files in a temporary directory beside the output.
     """
     check_meta(meta)
@@ -187,7 +190,7 @@ def build_package(
     items = scan_tree(tree, rules, preserve_owner=preserve_owner)
     try:
         return _pack(items, output_dir, meta, key, rules, scripts, provenance, source_date_epoch,
-                     split_debug, compression_level, workers)  # fmt: skip
+                     split_debug, compression_level, workers, progress)  # fmt: skip
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -211,6 +214,7 @@ def _pack(
     split_debug: bool,
     compression_level: int,
     workers: int,
+    progress: Progress | None,
 ) -> Path:
     regular = [i for i in items if i.type == "file"]
     with build_workdir(output_dir) as work:
@@ -224,12 +228,13 @@ def _pack(
             SEGMENT_BYTES,
         )
         with packing_workers(config, workers, sum(i.size for i in regular)) as pool:
-            packed = _kept_files(survey(pool, regular, config), {i.path for i in items})
+            packed = _kept_files(survey(pool, regular, config, progress), {i.path for i in items})
             items = _merge_items(items, [p.item for p in packed])
             by_path = {p.item.path: p for p in packed}
             # the workers compress while the manifest is built and signed
             files_in_order = [by_path[i.path] for i in items if i.type == "file"]
-            compression = InOrderCompression(pool, object_runs(files_in_order))
+            upper_bound = sum(p.item.size for p in packed)
+            compression = InOrderCompression(pool, object_runs(files_in_order), progress, upper_bound)
             manifest, records = _manifest(items, by_path, meta, rules, scripts, provenance, source_date_epoch)
             manifest_bytes = encode_manifest(manifest, records)
             signature = encode_signature(key, manifest_bytes)

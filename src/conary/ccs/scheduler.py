@@ -17,7 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -126,9 +126,16 @@ class _CutJob:
 _Task = tuple[str, tuple[object, ...], "_CutJob | None", int]
 
 
-def survey(workers: Workers, items: list[TreeItem], config: PackConfig) -> list[PackedFile]:
+Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes in all)
+
+
+def survey(
+    workers: Workers, items: list[TreeItem], config: PackConfig, progress: Progress | None = None
+) -> list[PackedFile]:
     """Survey every regular file in *items* (debug files split off come back as files of their own)."""
     order = sorted(items, key=lambda i: (-i.size, i.path))
+    total = sum(i.size for i in order)
+    surveyed_bytes = 0
     queue: deque[_Task] = deque(("survey_files", (batch,), None, 0) for batch in _batches(order))
     urgent: deque[_Task] = deque()
     inflight: dict[Future[TaskResult], tuple[_CutJob | None, int]] = {}
@@ -147,6 +154,9 @@ def survey(workers: Workers, items: list[TreeItem], config: PackConfig) -> list[
                         urgent.extend(_cut_tasks(surveyed, config))
                     else:
                         files.append(surveyed)
+                        surveyed_bytes += surveyed.item.size
+                if progress:
+                    progress("survey", min(surveyed_bytes, total), total)
                 continue
             if index < 0:
                 job.sha256 = task.sha256
@@ -155,6 +165,9 @@ def survey(workers: Workers, items: list[TreeItem], config: PackConfig) -> list[
             job.waiting -= 1
             if job.waiting == 0:
                 files.append(_finish(job, config))
+                surveyed_bytes += job.cut.item.size
+                if progress:
+                    progress("survey", min(surveyed_bytes, total), total)
     return files
 
 
@@ -213,11 +226,16 @@ class InOrderCompression:
     the manifest; up to `COMPRESS_LOOKAHEAD` tasks per worker may run ahead of the one awaited.
     """
 
-    def __init__(self, workers: Workers, runs: Iterable[ObjectRun]) -> None:
+    def __init__(
+        self, workers: Workers, runs: Iterable[ObjectRun], progress: Progress | None = None, total: int = 0
+    ) -> None:
         self._workers = workers
         self._tasks = _compress_tasks(runs)  # computed as they are submitted
+        self._progress = progress
+        self._total = total  # for progress: bytes to compress, or an upper bound
         self._limit = workers.limit * COMPRESS_LOOKAHEAD
         self._inflight: dict[Future[TaskResult], int] = {}
+        self._sizes: list[int] = []  # input bytes of each task, by index
         self._submitted = 0
         self._submit()
 
@@ -227,11 +245,12 @@ class InOrderCompression:
             if task is None:
                 return
             self._inflight[self._workers.submit("compress_runs", task)] = self._submitted
+            self._sizes.append(sum(obj[2] for run in task for obj in run.objects))
             self._submitted += 1
 
     def __iter__(self) -> Iterator[tuple[str, int, int]]:
         finished: dict[int, tuple[str, int, int]] = {}
-        next_out = 0
+        next_out = compressed = 0
         while self._inflight:
             done, _ = wait(self._inflight, return_when=FIRST_COMPLETED)
             for future in done:
@@ -239,7 +258,12 @@ class InOrderCompression:
             self._submit()
             while next_out in finished:
                 yield finished.pop(next_out)
+                compressed += self._sizes[next_out]
                 next_out += 1
+                if self._progress:
+                    self._progress("compress", min(compressed, self._total), self._total)
+        if self._progress:
+            self._progress("compress", self._total, self._total)
 
 
 def _compress_tasks(runs: Iterable[ObjectRun]) -> Iterator[list[ObjectRun]]:

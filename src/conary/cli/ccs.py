@@ -111,18 +111,20 @@ def _build(args: argparse.Namespace) -> int:
         key, created = ensure_default_key()
         if created:
             output.notice(f"created signing key {default_key_path()} (key id {key.key_id})")
-    path = build_package(
-        tree,
-        spec.meta,
-        output_dir=Path(args.output or "."),
-        signing_key=key,
-        component_rules=spec.components,
-        scriptlets=spec.scriptlets,
-        provenance=spec.provenance,
-        source_date_epoch=_epoch(),
-        split_debug=not args.no_split_debug,
-        compression_level=DEFAULT_COMPRESSION_LEVEL if args.level is None else args.level,
-    )
+    with output.byte_progress({"survey": "reading", "compress": "compressing"}) as progress:
+        path = build_package(
+            tree,
+            spec.meta,
+            output_dir=Path(args.output or "."),
+            signing_key=key,
+            component_rules=spec.components,
+            scriptlets=spec.scriptlets,
+            provenance=spec.provenance,
+            source_date_epoch=_epoch(),
+            split_debug=not args.no_split_debug,
+            compression_level=DEFAULT_COMPRESSION_LEVEL if args.level is None else args.level,
+            progress=progress,
+        )
     print(path)
     return 0
 

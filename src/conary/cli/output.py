@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
@@ -23,3 +26,31 @@ def warn(message: str) -> None:
 
 def notice(message: str) -> None:
     print(f"conary: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def byte_progress(labels: dict[str, str]) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A transient progress bar on stderr, one line per phase, fed by (phase, done, total) calls;
+    None when stderr is not a terminal. It refreshes only when called (at most ten times a second):
+    no refresh thread, so the caller may still fork worker processes safely."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description:<12}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=stderr, transient=True, auto_refresh=False) as bar:
+        tasks: dict[str, Any] = {}
+        last = 0.0
+
+        def update(phase: str, done: int, total: int) -> None:
+            nonlocal last
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(labels.get(phase, phase), total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+            now = time.monotonic()
+            if now - last >= 0.1 or done >= total:
+                last = now
+                bar.refresh()
+
+        yield update
