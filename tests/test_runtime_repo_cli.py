@@ -79,6 +79,50 @@ def test_repo_commands(cli, keys: tuple[Path, Path], packages: Path, tmp_path: P
     assert r.code == 2 and "no repository named 'nope'" in r.err
 
 
+def test_repo_disable_enable_and_remove(cli, keys: tuple[Path, Path], packages: Path, tmp_path: Path) -> None:
+    repo = _repo_copy(packages, tmp_path, cli, keys[0])
+    root = _system_root(tmp_path, cli)
+    assert cli("--root", root, "key", "add", keys[1]).code == 0
+    assert cli("--root", root, "repo", "add", "local", repo).code == 0
+    assert cli("--root", root, "repo", "sync").code == 0
+    synced = root / "var/lib/conary/repos/local"
+    assert synced.is_dir()
+
+    r = cli("--root", root, "repo", "disable", "local")
+    assert (r.code, r.err.strip()) == (0, "conary: disabled: repository local")
+    assert json.loads(cli("--root", root, "repo", "list", "--json").out)[0]["enabled"] is False
+    r = cli("--root", root, "repo", "disable", "local")
+    assert r.code == 0 and "already disabled" in r.err
+    r = cli("--root", root, "install", "app")  # nothing to resolve from
+    assert r.code == 1
+    assert "no enabled repositories (hint: enable one with 'conary repo enable NAME' (disabled: local))" in (
+        r.err
+    )
+    r = cli("--root", root, "repo", "sync", "--json")
+    assert r.code == 0 and json.loads(r.out) == []
+
+    r = cli("--root", root, "repo", "enable", "local", "--dry-run")
+    assert r.code == 0 and "would be enabled" in r.err
+    assert json.loads(cli("--root", root, "repo", "list", "--json").out)[0]["enabled"] is False
+    assert cli("--root", root, "repo", "enable", "local").code == 0
+    assert cli("--root", root, "install", "app").code == 0
+
+    before = tree_snapshot(root)
+    r = cli("--root", root, "repo", "remove", "local", "--dry-run")
+    assert r.code == 0 and "would remove repository local" in r.err
+    assert tree_snapshot(root) == before
+    r = cli("--root", root, "repo", "remove", "local")
+    assert (r.code, r.err.strip()) == (0, f"conary: removed repository local (dir: {repo})")
+    assert json.loads(cli("--root", root, "repo", "list", "--json").out) == []
+    assert not synced.exists()
+    assert (root / "usr/bin/app").is_file()  # installed packages stay
+    for verb in ("remove", "enable", "disable"):
+        r = cli("--root", root, "repo", verb, "local")
+        assert r.code == 2 and "no repository named 'local'" in r.err and "conary repo list" in r.err
+    r = cli("--root", root, "repo", "remove", "../etc")
+    assert r.code == 2 and "no repository named" in r.err
+
+
 def test_repo_index_without_a_key_names_the_fix(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONARY_KEY_DIR", str(tmp_path / "no-keys"))
     (tmp_path / "d").mkdir()

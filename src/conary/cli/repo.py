@@ -25,6 +25,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_root(add)
     add.set_defaults(func=_add)
 
+    remove = sub.add_parser(
+        "remove",
+        help="remove a repository",
+        description="Forget repository NAME: its configuration and its synced index. Installed "
+        "packages stay installed, and downloaded package files stay in the package cache.",
+    )
+    remove.add_argument("name", metavar="NAME")
+    add_dry_run(remove)
+    add_root(remove)
+    remove.set_defaults(func=_remove)
+
+    for verb, enabled in (("enable", True), ("disable", False)):
+        toggle = sub.add_parser(
+            verb,
+            help=f"{verb} a repository",
+            description=f"{verb.capitalize()} repository NAME: "
+            + (
+                "resolution and sync use it again."
+                if enabled
+                else "resolution and sync skip it; its configuration and synced index stay."
+            ),
+        )
+        toggle.add_argument("name", metavar="NAME")
+        add_dry_run(toggle)
+        add_root(toggle)
+        toggle.set_defaults(func=_toggle, enabled=enabled)
+
     ls = sub.add_parser("list", help="list repositories", description="List the configured repositories.")
     ls.add_argument("--json", action="store_true", help="print JSON")
     add_root(ls)
@@ -69,6 +96,27 @@ def _add(args: argparse.Namespace) -> int:
     repo = add_repo(Path(args.root), args.name, args.location, dry_run=args.dry_run)
     verb = "would add" if args.dry_run else "added"
     output.notice(f"{verb} repository {repo.name} ({repo.kind}: {repo.url})")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    from conary.runtime.repo import remove_repo
+
+    repo = remove_repo(Path(args.root), args.name, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    output.notice(f"{verb} repository {repo.name} ({repo.kind}: {repo.url})")
+    return 0
+
+
+def _toggle(args: argparse.Namespace) -> int:
+    from conary.runtime.repo import set_repo_enabled
+
+    repo, changed = set_repo_enabled(Path(args.root), args.name, args.enabled, dry_run=args.dry_run)
+    state = "enabled" if args.enabled else "disabled"
+    if not changed:
+        output.notice(f"repository {repo.name} is already {state}")
+    else:
+        output.notice(f"{'would be ' if args.dry_run else ''}{state}: repository {repo.name}")
     return 0
 
 

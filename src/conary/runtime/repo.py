@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -115,6 +116,45 @@ def add_repo(root: str | os.PathLike[str], name: str, location: str, *, dry_run:
         return repo
     atomic_write_bytes(path, tomli_w.dumps({"name": name, "url": url, "enabled": True}).encode())
     return repo
+
+
+def _configured(root: Path, name: str) -> tuple[Path, Repo]:
+    path = _config_path(root, name)
+    if not _NAME.match(name) or not path.is_file():
+        raise InputError(f"no repository named {name!r}", where=str(root), hint="see 'conary repo list'")
+    return path, _load_repo(path)
+
+
+def remove_repo(root: str | os.PathLike[str], name: str, *, dry_run: bool = False) -> Repo:
+    """Forget repository NAME: its configuration and its synced index. Installed packages stay,
+    and so do package files already downloaded into the package cache."""
+    root = Path(root)
+    path, repo = _configured(root, name)
+    if dry_run:
+        return repo
+    # the configuration goes first: a crash between the two leaves only an unused synced copy
+    path.unlink()
+    fsync_dir(path.parent)
+    state = _state_dir(root, name)
+    if state.is_dir():
+        shutil.rmtree(state)
+        fsync_dir(state.parent)
+    return repo
+
+
+def set_repo_enabled(
+    root: str | os.PathLike[str], name: str, enabled: bool, *, dry_run: bool = False
+) -> tuple[Repo, bool]:
+    """Enable or disable repository NAME; returns it and whether that changed anything."""
+    path, repo = _configured(Path(root), name)
+    if repo.enabled == enabled:
+        return repo, False
+    repo = Repo(repo.name, repo.url, enabled)
+    if not dry_run:
+        atomic_write_bytes(
+            path, tomli_w.dumps({"name": repo.name, "url": repo.url, "enabled": enabled}).encode()
+        )
+    return repo, True
 
 
 def _load_repo(path: Path) -> Repo:

@@ -26,7 +26,7 @@ from conary.ccs import DEPENDENCY_KINDS, Dependency, PublicKey
 from conary.errors import ConaryError, InputError
 from conary.runtime.index import IndexEntry
 from conary.runtime.keys import describe_trust, trusted_keys
-from conary.runtime.repo import Repo, enabled_repos, fetch_package, load_index
+from conary.runtime.repo import Repo, enabled_repos, fetch_package, list_repos, load_index
 
 
 class ResolveError(ConaryError):
@@ -538,9 +538,13 @@ def resolve_and_fetch(
         parse_request(text)  # bad input is exit 2 before any network access
     repos = enabled_repos(root)
     if not repos:
-        raise ResolveError(
-            "no enabled repositories", where=str(root), hint="add one with 'conary repo add NAME DIR|URL'"
+        disabled = [r.name for r in list_repos(root)]
+        hint = (
+            f"enable one with 'conary repo enable NAME' (disabled: {', '.join(disabled)})"
+            if disabled
+            else "add one with 'conary repo add NAME DIR|URL'"
         )
+        raise ResolveError("no enabled repositories", where=str(root), hint=hint)
     keys = trusted_keys(root)
     if not keys:
         raise ResolveError(
