@@ -37,6 +37,47 @@ def in_lib_dir(path: str) -> bool:
 def classify_component(path: str, *, is_symlink: bool = False) -> str:
     """Apply the built-in rules to a relative path; the first match wins."""
     path = path.lstrip("/")
+    parent, _, name = path.rpartition("/")
+    if not parent or name in _DIRECTORY_NAMES or name.startswith("aclocal"):
+        # the path may itself be a directory a rule names: apply the rules to it whole
+        return classify_whole_path(path, is_symlink=is_symlink)
+    # Otherwise what the rules ask of directories depends on the parent alone, which thousands
+    # of files share: that part is cached.
+    config, debug, devel, doc, lib_dir = _parent_facts(parent)
+    if config:
+        return "config"
+    if debug or name.endswith(".debug"):
+        return "debuginfo"
+    if devel or name.endswith(_DEVEL_SUFFIXES):
+        return "devel"
+    if doc:
+        return "doc"
+    if lib_dir and _SHARED_OBJECT.search(name):
+        return "devel" if is_symlink and name.endswith(".so") else "lib"
+    return "runtime"
+
+
+# names of directories the rules test for: a path ending in one may be that directory itself
+_DIRECTORY_NAMES = frozenset({"etc", "debug", "include", "doc", "man", "info", "pkgconfig", "cmake"})
+_DEVEL_SUFFIXES = (*_HEADER_SUFFIXES, ".a", ".la", ".pc", ".cmake")
+
+
+@lru_cache(maxsize=8192)
+def _parent_facts(parent: str) -> tuple[bool, bool, bool, bool, bool]:
+    """(config, debuginfo, devel, doc, lib dir) as the rules decide them for any path in *parent*."""
+    child = parent + "/"
+    return (
+        child.startswith("etc/"),
+        child.startswith("usr/lib/debug/"),
+        bool(_HEADER_DIR.match(child) or _DEVEL_DIRS.match(child) or _ACLOCAL.match(child)),
+        bool(_DOC.search(child)),
+        bool(_LIB_DIR.match(parent)),
+    )
+
+
+def classify_whole_path(path: str, *, is_symlink: bool = False) -> str:
+    """The built-in rules as written, on the whole path (classify_component caches part of this)."""
+    path = path.lstrip("/")
     name = path.rpartition("/")[2]
     if path == "etc" or path.startswith("etc/"):
         return "config"

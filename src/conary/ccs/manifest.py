@@ -68,20 +68,24 @@ TOP_ORDER = canonical_order(TOP_KEYS)
 
 
 def file_to_cbor(f: FileEntry) -> dict[str, Any]:
-    values = {
-        "path": f.path,
-        "type": f.type,
-        "mode": f.mode,
-        "uid": f.uid,
+    # written in FILE_ORDER (checked below): one record per file of every package, so no re-sorting
+    return {
         "gid": f.gid,
+        "uid": f.uid,
+        "mode": f.mode,
+        "path": f.path,
         "size": f.size,
-        "sha256": bytes.fromhex(f.sha256),
+        "type": f.type,
         "chunks": [bytes.fromhex(c) for c in f.chunks],
+        "config": f.config,
+        "sha256": bytes.fromhex(f.sha256),
         "target": f.target,
         "component": f.component,
-        "config": f.config,
     }
-    return {k: values[k] for k in FILE_ORDER}
+
+
+if tuple(file_to_cbor(FileEntry("x", "file", 0)).keys()) != FILE_ORDER:  # pragma: no cover
+    raise AssertionError("file_to_cbor must list its keys in canonical order")
 
 
 def encode_file(f: FileEntry) -> bytes:
