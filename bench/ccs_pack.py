@@ -1,6 +1,7 @@
 """Packing speed of `conary ccs build` against `tar | zstd -3 -T0`, and chunk sharing across versions.
 
     python bench/ccs_pack.py [--size-mb 500] [--rounds 3] [--work DIR] [--level N] [--no-split-debug]
+                             [--few-files]
 
 Builds a tree of about --size-mb from the host's /usr/lib (real libraries, Python modules, ...),
 then alternates, round after round, conary and three forms of the baseline (zstd multi-threaded
@@ -16,7 +17,9 @@ on all cores in each):
 
 One warm-up round of each is discarded. Prints medians, a ratio against each baseline (baseline
 time / conary time: 1.0 or more means conary is as fast or faster), CPU seconds (this process and
-its children) and the load average (other work on the machine skews every figure).
+its children) and the load average (other work on the machine skews every figure). With
+--few-files it then does the same with the tree's bytes concatenated into 64 files, which shows
+how much of the difference is a cost per file.
 
 Then packs version B of the tree (every 7th file of 64 KiB or more gets 100 bytes inserted in the
 middle, every 11th gets 4 KiB appended) and reports how many of B's chunks A already has.
@@ -140,34 +143,10 @@ def time_baseline(command: str, tree: Path, out: Path) -> tuple[float, float]:
     return elapsed, _cpu() - cpu
 
 
-def chunk_sizes(path: Path) -> dict[str, int]:
-    with open_package(path) as pkg:
-        return {oid: pkg.object_size(oid) for oid in pkg.object_ids}
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size-mb", type=int, default=500)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--work", type=Path, default=None)
-    ap.add_argument("--level", type=int, default=DEFAULT_COMPRESSION_LEVEL)
-    ap.add_argument("--no-split-debug", dest="split_debug", action="store_false")
-    args = ap.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="ccs-bench-", dir="/var/tmp"))
-    tree = work / "tree"
-    if not tree.exists():
-        total, files = make_tree(tree, args.size_mb << 20)
-    else:
-        total = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
-        files = sum(1 for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
+def compare(tree: Path, work: Path, key, args: argparse.Namespace, total: int, label: str) -> Path:
+    """Alternate conary and the baselines on *tree*; print medians and ratios; return the package."""
     mb = total / 1e6
-    print(
-        f"tree: {mb:.0f} MB in {files} files ({tree}), {os.cpu_count()} cores, zstd level {args.level}, "
-        f"debug info split {'on' if args.split_debug else 'off'}"
-    )
-    print(f"load average before: {os.getloadavg()[0]:.2f}")
-    key = new_signing_key()
-    out = work / "out"
+    out = work / f"out-{tree.name}"
     archive = work / "baseline.tar.zst"
     time_conary(tree, out, key, args.level, args.split_debug)  # warm-up (page cache, imports)
     for command in BASELINES.values():
@@ -192,8 +171,61 @@ def main() -> int:
             f"  -> ratio {t / c:.2f}"
         )
     size = pkg.stat().st_size
-    print(f"package size         : {size / 1e6:.0f} MB ({size / total:.1%} of the tree)")
+    print(f"package size         : {size / 1e6:.0f} MB ({size / total:.1%} of {label})")
     print(f"load average after   : {os.getloadavg()[0]:.2f}")
+    return pkg
+
+
+def make_few_files(tree: Path, dest: Path, count: int) -> None:
+    files = sorted(p for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
+    dest.mkdir(parents=True)
+    per = len(files) // count + 1
+    for i in range(count):
+        with open(dest / f"part{i:02d}", "wb") as out:
+            for path in files[i * per : (i + 1) * per]:
+                out.write(path.read_bytes())
+
+
+def chunk_sizes(path: Path) -> dict[str, int]:
+    with open_package(path) as pkg:
+        return {oid: pkg.object_size(oid) for oid in pkg.object_ids}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-mb", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--level", type=int, default=DEFAULT_COMPRESSION_LEVEL)
+    ap.add_argument("--no-split-debug", dest="split_debug", action="store_false")
+    ap.add_argument(
+        "--few-files",
+        action="store_true",
+        help="also pack the same bytes concatenated into 64 files, which isolates the cost per file",
+    )
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="ccs-bench-", dir="/var/tmp"))
+    tree = work / "tree"
+    if not tree.exists():
+        total, files = make_tree(tree, args.size_mb << 20)
+    else:
+        total = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
+        files = sum(1 for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
+    mb = total / 1e6
+    print(
+        f"tree: {mb:.0f} MB in {files} files ({tree}), {os.cpu_count()} cores, zstd level {args.level}, "
+        f"debug info split {'on' if args.split_debug else 'off'}"
+    )
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    key = new_signing_key()
+    pkg = compare(tree, work, key, args, total, "the tree")
+    if args.few_files:
+        # The same bytes in 64 files: what is left of the difference is the cost per file.
+        few = work / "tree-few"
+        if not few.exists():
+            make_few_files(tree, few, 64)
+        print(f"\nthe same {mb:.0f} MB in 64 files ({few}):")
+        compare(few, work, key, args, total, "64 files")
 
     version_b = work / "tree-b"
     if not version_b.exists():
