@@ -246,16 +246,16 @@ def test_a_file_changed_between_survey_and_compression_fails_the_build(
     (tree / "usr/share/data").mkdir(parents=True)
     victim = tree / "usr/share/data/blob.bin"
     victim.write_bytes(random.Random(3).randbytes(200_000))
-    surveyed = ccs_build.object_runs
+    surveyed = ccs_build.object_plan
 
-    def rewrite_then_plan(files: object) -> object:
+    def rewrite_then_plan(files: object, early: object) -> object:
         before = victim.stat().st_mtime_ns
         victim.write_bytes(random.Random(4).randbytes(200_000))  # same size, new content
         # a later write has a later mtime; set it, since two writes within one clock tick may not
         os.utime(victim, ns=(before + 10**9, before + 10**9))
-        return surveyed(files)  # type: ignore[arg-type]
+        return surveyed(files, early)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ccs_build, "object_runs", rewrite_then_plan)
+    monkeypatch.setattr(ccs_build, "object_plan", rewrite_then_plan)
     out = tmp_path / "out"
     with pytest.raises(CcsError) as info:
         build_package(tree, META, output_dir=out, signing_key=KEY, workers=1)

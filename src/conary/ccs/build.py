@@ -31,7 +31,7 @@ from conary.ccs.model import (
     Manifest,
     PackageMeta,
 )
-from conary.ccs.packer import ObjectRun, PackConfig, PackedFile
+from conary.ccs.packer import ObjectRun, PackConfig, PackedFile, SpooledRange
 from conary.ccs.scheduler import InOrderCompression, Progress, packing_workers, survey
 from conary.ccs.sign import encode_signature
 from conary.ccs.tarfmt import MAX_MTIME, end_of_archive, make_header, padding
@@ -117,20 +117,31 @@ def scan_tree(tree: Path, rules: ComponentRules, *, preserve_owner: bool = False
 # ---------------------------------------------------------------- the package
 
 
-def object_runs(files: Iterable[PackedFile]) -> Iterator[ObjectRun]:
+def object_plan(
+    files: Iterable[PackedFile], early: Mapping[str, SpooledRange]
+) -> Iterator[ObjectRun | SpooledRange]:
     """The archive's objects in format-1 order (first use, walking *files* in manifest order and
-    their chunks in order), as runs of objects that lie one after another in a source file."""
+    their chunks in order): runs of objects that lie one after another in a source file, and the
+    spooled records of objects the survey compressed already (*early*)."""
     seen: set[str] = set()
     for p in files:
         objects: list[tuple[str, int, int]] = []
         offset = 0
         for chunk, length in zip(p.entry.chunks, p.lengths, strict=True):
-            if chunk not in seen:
+            if chunk in seen:
+                if objects:
+                    yield ObjectRun(p.item.source, p.stamp, tuple(objects))
+                    objects = []
+            else:
                 seen.add(chunk)
-                objects.append((chunk, offset, length))
-            elif objects:
-                yield ObjectRun(p.item.source, p.stamp, tuple(objects))
-                objects = []
+                spooled = early.get(chunk)
+                if spooled is None:
+                    objects.append((chunk, offset, length))
+                else:
+                    if objects:
+                        yield ObjectRun(p.item.source, p.stamp, tuple(objects))
+                        objects = []
+                    yield spooled
             offset += length
         if objects:
             yield ObjectRun(p.item.source, p.stamp, tuple(objects))
@@ -228,13 +239,15 @@ def _pack(
             SEGMENT_BYTES,
         )
         with packing_workers(config, workers, sum(i.size for i in regular)) as pool:
-            packed = _kept_files(survey(pool, regular, config, progress), {i.path for i in items})
+            surveyed = survey(pool, regular, config, progress)
+            packed = _kept_files(surveyed.files, {i.path for i in items})
             items = _merge_items(items, [p.item for p in packed])
             by_path = {p.item.path: p for p in packed}
             # the workers compress while the manifest is built and signed
             files_in_order = [by_path[i.path] for i in items if i.type == "file"]
             upper_bound = sum(p.item.size for p in packed)
-            compression = InOrderCompression(pool, object_runs(files_in_order), progress, upper_bound)
+            plan = object_plan(files_in_order, surveyed.early)
+            compression = InOrderCompression(pool, plan, progress, upper_bound)
             manifest, records = _manifest(items, by_path, meta, rules, scripts, provenance, source_date_epoch)
             manifest_bytes = encode_manifest(manifest, records)
             signature = encode_signature(key, manifest_bytes)

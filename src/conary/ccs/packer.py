@@ -37,6 +37,7 @@ from conary.ccs.model import FileEntry
 from conary.ccs.tarfmt import make_header, padding
 
 Stamp = tuple[int, int, int]  # (size, mtime_ns, inode): a file read twice must not change between
+SpooledRange = tuple[str, int, int]  # tar records in a spool: (spool file name, offset, length)
 
 
 def new_chunker() -> FastCDC:
@@ -135,7 +136,8 @@ class TaskResult:
     files: list[PackedFile | CutFile] = field(default_factory=list)
     chunk_ids: tuple[str, ...] = ()  # a segment's chunk ids, in order
     sha256: str = ""  # a whole-file hash
-    spooled: tuple[str, int, int] = ("", 0, 0)  # compressed records: (spool file name, offset, length)
+    spooled: SpooledRange = ("", 0, 0)  # a compress task's records
+    early: list[tuple[str, SpooledRange]] = field(default_factory=list)  # objects the survey compressed
 
 
 def stamp_of(st: os.stat_result) -> Stamp:
@@ -189,6 +191,10 @@ class Packer:
         self._spool_name = f"spool-{os.getpid()}"
         self._spool_fd = -1
         self._spool_end = 0
+        self._early: list[bytes] = []  # records of objects the survey compressed, not yet spooled
+        self._early_ids: list[tuple[str, int]] = []  # (id, record length) of each
+        self._early_seen: set[str] = set()
+        self._spools: dict[str, int] = {}  # every worker's spool, opened for reading
 
     # ------------------------------------------------------------ survey tasks
 
@@ -196,7 +202,7 @@ class Packer:
         files: list[PackedFile | CutFile] = []
         for item in items:
             files += self._survey_item(item)
-        return TaskResult(files=files)
+        return TaskResult(files=files, early=self._spool_early())
 
     def hash_segment(self, source: str, cuts: tuple[tuple[int, int], ...]) -> TaskResult:
         """The ids of consecutive chunks of a cut file."""
@@ -215,21 +221,50 @@ class Packer:
 
     # ------------------------------------------------------------ compress task
 
-    def compress_runs(self, runs: list[ObjectRun]) -> TaskResult:
-        """Compress the runs' objects in order, appended to this worker's spool as one range."""
+    def compress_runs(self, runs: list[ObjectRun | SpooledRange]) -> TaskResult:
+        """Compress the runs' objects in order, appended to this worker's spool as one range.
+        Objects the survey compressed already are copied from the spool that holds them."""
         buffers: list[bytes] = []
-        compress = self._zstd.compress
-        epoch = self.config.epoch
         for run in runs:
+            if not isinstance(run, ObjectRun):
+                buffers.append(self._read_spooled(run))
+                continue
             start = run.objects[0][1]
             last = run.objects[-1]
             data = self._read_range(run.source, start, last[1] + last[2], run.stamp)
             view = memoryview(data)
             for object_id, offset, length in run.objects:
-                blob = compress(view[offset - start : offset - start + length])
-                header = make_header(f"objects/{object_id[:2]}/{object_id[2:]}", len(blob), epoch)
-                buffers += (header, blob, padding(len(blob)))
+                self._frame(object_id, view[offset - start : offset - start + length], buffers)
         return TaskResult(spooled=(self._spool_name, *self._append(buffers)))
+
+    def _frame(self, object_id: str, content: bytes | memoryview, out: list[bytes]) -> int:
+        """Append the object's tar record (header, zstd frame, padding) to *out*; returns its length."""
+        blob = self._zstd.compress(content)
+        header = make_header(f"objects/{object_id[:2]}/{object_id[2:]}", len(blob), self.config.epoch)
+        pad = padding(len(blob))
+        out += (header, blob, pad)
+        return len(header) + len(blob) + len(pad)
+
+    def _spool_early(self) -> list[tuple[str, SpooledRange]]:
+        if not self._early:
+            return []
+        offset, _ = self._append(self._early)
+        early: list[tuple[str, SpooledRange]] = []
+        for object_id, length in self._early_ids:
+            early.append((object_id, (self._spool_name, offset, length)))
+            offset += length
+        self._early, self._early_ids = [], []
+        return early
+
+    def _read_spooled(self, spooled: SpooledRange) -> bytes:
+        name, offset, length = spooled
+        fd = self._spools.get(name)
+        if fd is None:
+            fd = self._spools[name] = os.open(Path(self.config.workdir) / name, os.O_RDONLY | os.O_CLOEXEC)
+        data = os.pread(fd, length, offset)
+        if len(data) != length:
+            raise CcsError("object spool is shorter than expected", where=name)
+        return data
 
     # ------------------------------------------------------------ one file
 
@@ -287,6 +322,11 @@ class Packer:
             chunks = tuple(hashlib.sha256(view[o : o + n]).hexdigest() for o, n in cuts)
             lengths = tuple(n for _, n in cuts)
             sha = chunks[0] if len(chunks) == 1 else hashlib.sha256(data).hexdigest()
+        if len(chunks) == 1 and sha not in self._early_seen:
+            # A one-chunk file is compressed now, from the bytes just hashed: opening and reading
+            # it again in the compress pass would cost more than its compression.
+            self._early_seen.add(sha)
+            self._early_ids.append((sha, self._frame(sha, data, self._early)))
         entry, record = file_record(item, sha, chunks, self.config.rules)
         return PackedFile(item, entry, record, facts, lengths, stamp, debug_of), None
 

@@ -33,6 +33,7 @@ from conary.ccs.packer import (
     PackConfig,
     PackedFile,
     Packer,
+    SpooledRange,
     TaskResult,
     check_unchanged,
     file_record,
@@ -129,9 +130,15 @@ _Task = tuple[str, tuple[object, ...], "_CutJob | None", int]
 Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes in all)
 
 
+@dataclass
+class Survey:
+    files: list[PackedFile]
+    early: dict[str, SpooledRange]  # objects compressed during the survey, by id
+
+
 def survey(
     workers: Workers, items: list[TreeItem], config: PackConfig, progress: Progress | None = None
-) -> list[PackedFile]:
+) -> Survey:
     """Survey every regular file in *items* (debug files split off come back as files of their own)."""
     order = sorted(items, key=lambda i: (-i.size, i.path))
     total = sum(i.size for i in order)
@@ -140,6 +147,7 @@ def survey(
     urgent: deque[_Task] = deque()
     inflight: dict[Future[TaskResult], tuple[_CutJob | None, int]] = {}
     files: list[PackedFile] = []
+    early: dict[str, SpooledRange] = {}
     while queue or urgent or inflight:
         while len(inflight) < workers.limit and (urgent or queue):
             method, args, job, index = (urgent or queue).popleft()
@@ -148,6 +156,8 @@ def survey(
         for future in done:
             job, index = inflight.pop(future)
             task = future.result()
+            for object_id, spooled in task.early:
+                early.setdefault(object_id, spooled)
             if job is None:
                 for surveyed in task.files:
                     if isinstance(surveyed, CutFile):
@@ -168,7 +178,7 @@ def survey(
                 surveyed_bytes += job.cut.item.size
                 if progress:
                     progress("survey", min(surveyed_bytes, total), total)
-    return files
+    return Survey(files, early)
 
 
 def _cut_tasks(cut: CutFile, config: PackConfig) -> Iterator[_Task]:
@@ -227,10 +237,14 @@ class InOrderCompression:
     """
 
     def __init__(
-        self, workers: Workers, runs: Iterable[ObjectRun], progress: Progress | None = None, total: int = 0
+        self,
+        workers: Workers,
+        plan: Iterable[ObjectRun | SpooledRange],
+        progress: Progress | None = None,
+        total: int = 0,
     ) -> None:
         self._workers = workers
-        self._tasks = _compress_tasks(runs)  # computed as they are submitted
+        self._tasks = _compress_tasks(plan)  # computed as they are submitted
         self._progress = progress
         self._total = total  # for progress: bytes to compress, or an upper bound
         self._limit = workers.limit * COMPRESS_LOOKAHEAD
@@ -245,7 +259,7 @@ class InOrderCompression:
             if task is None:
                 return
             self._inflight[self._workers.submit("compress_runs", task)] = self._submitted
-            self._sizes.append(sum(obj[2] for run in task for obj in run.objects))
+            self._sizes.append(sum(_input_bytes(step) for step in task))
             self._submitted += 1
 
     def __iter__(self) -> Iterator[tuple[str, int, int]]:
@@ -266,20 +280,31 @@ class InOrderCompression:
             self._progress("compress", self._total, self._total)
 
 
-def _compress_tasks(runs: Iterable[ObjectRun]) -> Iterator[list[ObjectRun]]:
-    """Runs grouped into tasks of about COMPRESS_TASK_BYTES; a longer run is split between tasks."""
-    task: list[ObjectRun] = []
+def _input_bytes(step: ObjectRun | SpooledRange) -> int:
+    return sum(obj[2] for obj in step.objects) if isinstance(step, ObjectRun) else step[2]
+
+
+def _compress_tasks(plan: Iterable[ObjectRun | SpooledRange]) -> Iterator[list[ObjectRun | SpooledRange]]:
+    """The plan cut into tasks of about COMPRESS_TASK_BYTES of input; a longer run is split."""
+    task: list[ObjectRun | SpooledRange] = []
     size = 0
-    for run in runs:
+    for step in plan:
+        if not isinstance(step, ObjectRun):
+            task.append(step)  # compressed by the survey: the worker only copies it into its output
+            size += step[2]
+            if size >= COMPRESS_TASK_BYTES:
+                yield task
+                task, size = [], 0
+            continue
         objects: list[tuple[str, int, int]] = []
-        for obj in run.objects:
+        for obj in step.objects:
             objects.append(obj)
             size += obj[2]
             if size >= COMPRESS_TASK_BYTES:
-                task.append(ObjectRun(run.source, run.stamp, tuple(objects)))
+                task.append(ObjectRun(step.source, step.stamp, tuple(objects)))
                 yield task
                 task, objects, size = [], [], 0
         if objects:
-            task.append(ObjectRun(run.source, run.stamp, tuple(objects)))
+            task.append(ObjectRun(step.source, step.stamp, tuple(objects)))
     if task:
         yield task
