@@ -362,3 +362,13 @@ def test_progress_reports_each_phase_up_to_its_total(
         assert seen[-1][0] == seen[-1][1] > 0
     regular = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
     assert next(t for p, _, t in calls if p == "survey") == regular
+
+
+def test_packing_in_process_leaves_no_file_open(tmp_path: Path) -> None:
+    tree = make_elf_tree(tmp_path / "root")
+    before = set(os.listdir("/proc/self/fd"))
+    for n in range(3):
+        build_package(tree, META, output_dir=tmp_path / f"out{n}", signing_key=KEY, workers=1)
+    leaked = {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in set(os.listdir("/proc/self/fd")) - before}
+    leaked = {fd: path for fd, path in leaked.items() if "/proc/" not in path}
+    assert leaked == {}

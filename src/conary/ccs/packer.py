@@ -1,11 +1,12 @@
 """The worker side of packing, in two passes over the tree's files.
 
 1. Survey: read each file once; split off its debug info; take its facts for the dependency scan;
-   cut it into chunks and hash them. This is everything the manifest needs.
-2. Compress: once the manifest is signed, the objects are compressed in runs, in the order the
-   archive stores them, each run framed as tar records (header, data, padding) in the worker's
-   spool file. The builder copies finished runs into the package while later runs are still
-   being compressed, so the package reaches the disk while the CPU is still busy.
+   cut it into chunks and hash them. This is everything the manifest needs. A file that is a
+   single chunk is compressed right there, from the bytes just read, into the worker's spool.
+2. Compress: once the object order is known, the other objects are compressed in runs, in the
+   order the archive stores them, each run framed as tar records (header, data, padding) in the
+   worker's spool file. The builder copies finished runs into the package while later runs are
+   still being compressed, so the package reaches the disk while the CPU is still busy.
 
 A file bigger than `PackConfig.split_bytes` is only cut by the worker that meets it: its chunks are
 hashed in segments that the scheduler spreads over all workers.
@@ -195,6 +196,14 @@ class Packer:
         self._early_ids: list[tuple[str, int]] = []  # (id, record length) of each
         self._early_seen: set[str] = set()
         self._spools: dict[str, int] = {}  # every worker's spool, opened for reading
+
+    def close(self) -> None:
+        """Close the spool files (a worker process closes them by exiting)."""
+        for fd in (self._spool_fd, *self._spools.values()):
+            if fd >= 0:
+                os.close(fd)
+        self._spool_fd = -1
+        self._spools.clear()
 
     # ------------------------------------------------------------ survey tasks
 

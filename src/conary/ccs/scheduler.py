@@ -69,6 +69,9 @@ class _InProcess:
             future.set_exception(exc)
         return future
 
+    def close(self) -> None:
+        self._packer.close()
+
 
 class _Processes:
     def __init__(self, pool: ProcessPoolExecutor, workers: int) -> None:
@@ -80,10 +83,20 @@ class _Processes:
 
 
 @contextmanager
+def _in_process(config: PackConfig) -> Iterator[Workers]:
+    here = _InProcess(config)
+    try:
+        yield here
+    finally:
+        here.close()
+
+
+@contextmanager
 def packing_workers(config: PackConfig, workers: int, total_bytes: int) -> Iterator[Workers]:
     """Worker processes for one package (or this process, for small trees or one worker)."""
     if workers <= 1 or total_bytes < PARALLEL_MIN_BYTES:
-        yield _InProcess(config)
+        with _in_process(config) as here:
+            yield here
         return
     # fork is cheapest, but is only safe while this process runs no other thread
     method = "fork" if threading.active_count() == 1 else "forkserver"
@@ -96,7 +109,8 @@ def packing_workers(config: PackConfig, workers: int, total_bytes: int) -> Itera
         )
     except (ImportError, NotImplementedError, OSError):
         # no working POSIX semaphores (a chroot or container without /dev/shm): pack here instead
-        yield _InProcess(config)
+        with _in_process(config) as here:
+            yield here
         return
     try:
         yield _Processes(pool, workers)
