@@ -170,11 +170,23 @@ def test_install_by_name_resolves_soname_runs_ldconfig_and_the_program_works(
     run = subprocess.run(["chroot", str(root), "/usr/bin/app"], capture_output=True, text=True, check=False)
     assert (run.returncode, run.stdout) == (0, "42\n")
     if transport == "http":
-        assert sorted(os.listdir(root / "var/cache/conary/packages")) == [
+        cache = root / "var/cache/conary/packages"
+        assert sorted(os.listdir(cache)) == [
             "app-1.0-1.x86_64.ccs",
             "hostlibc-2.36-1.x86_64.ccs",
             "libfoo-1.0-1.x86_64.ccs",
         ]
+        # gc clears the download cache: the content is in the store, and the program still runs
+        cached_bytes = sum(p.stat().st_size for p in cache.iterdir())
+        r = cli("--root", root, "system", "gc", "--dry-run", "--json")
+        assert json.loads(r.out)["cached_packages_removed"] == 3 and len(os.listdir(cache)) == 3
+        r = cli("--root", root, "system", "gc", "--json")
+        report = json.loads(r.out)
+        assert report["cached_packages_removed"] == 3 and report["bytes_freed"] >= cached_bytes
+        assert os.listdir(cache) == []
+        run = subprocess.run(["chroot", str(root), "/usr/bin/app"], capture_output=True, text=True)
+        assert (run.returncode, run.stdout) == (0, "42\n")
+        assert cli("--root", root, "system", "verify").code == 0
 
 
 def test_tampered_index_refused_through_cli(

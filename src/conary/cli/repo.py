@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "remove",
         help="remove a repository",
         description="Forget repository NAME: its configuration and its synced index. Installed "
-        "packages stay installed, and downloaded package files stay in the package cache.",
+        "packages stay installed; downloaded package files stay in the package cache until "
+        "'conary system gc'.",
     )
     remove.add_argument("name", metavar="NAME")
     add_dry_run(remove)

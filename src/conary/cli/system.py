@@ -195,7 +195,7 @@ def _gc(args: argparse.Namespace) -> int:
     dropped = f", forgot states {', '.join(map(str, report.states_dropped))}" if report.states_dropped else ""
     print(
         f"{verb} {report.bytes} bytes: {report.objects} objects, {report.manifests} manifests, "
-        f"{report.temp_files} temporary files{dropped}"
+        f"{report.temp_files} temporary files, {report.cached_packages} downloaded packages{dropped}"
     )
     return 0
 

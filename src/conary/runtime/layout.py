@@ -8,6 +8,7 @@ from pathlib import Path
 STATE_DIR = "var/lib/conary"
 DB_NAME = "conary.db"
 CAS_DIR = "conary/objects"
+PACKAGE_CACHE = "var/cache/conary/packages"  # .ccs files downloaded from http repositories
 # Paths that belong to the runtime itself; they are never package content.
 PRIVATE_PATHS = ("var/lib/conary", "conary")
 
@@ -35,6 +36,10 @@ class Layout:
     @property
     def cas_dir(self) -> Path:
         return self.root / CAS_DIR
+
+    @property
+    def package_cache(self) -> Path:
+        return self.root / PACKAGE_CACHE
 
 
 def layout(root: str | Path) -> Layout:

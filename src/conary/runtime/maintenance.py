@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from conary.errors import InputError
+from conary.fsutil import fsync_dir
 from conary.runtime.cas import Location
 from conary.runtime.errors import MissingContentError
 from conary.runtime.model import Node
@@ -151,6 +153,7 @@ class GcReport:
     manifests: int
     temp_files: int
     dry_run: bool
+    cached_packages: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +162,7 @@ class GcReport:
             "states_dropped": list(self.states_dropped),
             "manifests_removed": self.manifests,
             "temp_files_removed": self.temp_files,
+            "cached_packages_removed": self.cached_packages,
             "dry_run": self.dry_run,
         }
 
@@ -190,7 +194,23 @@ def gc(root: str | os.PathLike[str], *, keep_states: int | None = None, dry_run:
                 tmp.unlink()
         objects, freed = session.cas.collect(session.db.referenced_objects(), dry_run=dry_run)
         size += freed
-        return GcReport(objects, size, tuple(dropped), manifests, len(temps), dry_run)
+        # Downloaded package files: no state needs them (their content is in the store), and an
+        # install fetches them again. The root lock keeps an install's download from going here.
+        cached = _cached_packages(session)
+        for path in cached:
+            size += path.lstat().st_size
+            if not dry_run:
+                path.unlink()
+        if cached and not dry_run:
+            fsync_dir(session.layout.package_cache)
+        return GcReport(objects, size, tuple(dropped), manifests, len(temps), dry_run, len(cached))
+
+
+def _cached_packages(session: RootSession) -> list[Path]:
+    cache = session.layout.package_cache
+    if not cache.is_dir():
+        return []
+    return sorted(p for p in cache.iterdir() if p.is_file() and not p.is_symlink())
 
 
 def recover(root: str | os.PathLike[str], *, dry_run: bool = False) -> list[str]:

@@ -41,10 +41,10 @@ from conary.runtime.index import (
     verify_index,
 )
 from conary.runtime.keys import trusted_keys
+from conary.runtime.layout import layout
 
 REPOS_DIR = Path("etc/conary/repos.d")
 STATE_DIR = Path("var/lib/conary/repos")
-PACKAGE_CACHE = Path("var/cache/conary/packages")
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -127,7 +127,7 @@ def _configured(root: Path, name: str) -> tuple[Path, Repo]:
 
 def remove_repo(root: str | os.PathLike[str], name: str, *, dry_run: bool = False) -> Repo:
     """Forget repository NAME: its configuration and its synced index. Installed packages stay,
-    and so do package files already downloaded into the package cache."""
+    and so do package files already downloaded into the package cache (`gc` clears it)."""
     root = Path(root)
     path, repo = _configured(root, name)
     if dry_run:
@@ -361,7 +361,7 @@ def fetch_package(
     root = Path(root)
     where = f"{entry.nevra} from repository {repo.name}"
     if repo.is_http:
-        cache = root / PACKAGE_CACHE
+        cache = layout(root).package_cache
         path = cache / entry.filename
         if not (path.is_file() and path.stat().st_size == entry.size and file_sha256(path) == entry.sha256):
             _http_get(f"{repo.url}/{quote(entry.filename)}", where=where, limit=entry.size, into=path)
