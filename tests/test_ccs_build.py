@@ -154,13 +154,13 @@ def test_same_tree_twice_is_byte_identical(tmp_path: Path) -> None:
     assert c.read_bytes() != a.read_bytes()
 
 
-@pytest.mark.parametrize("thread_alive", [False, True], ids=["fork", "forkserver"])
+@pytest.mark.parametrize("thread_alive", [False, True], ids=["worker-processes", "caller-has-threads"])
 def test_worker_processes_and_segmented_files_give_the_same_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread_alive: bool
 ) -> None:
     """Packed in this process, or by three worker processes with big files cut by one worker and
-    hashed in segments by all: not a byte of the package may differ. With another thread running,
-    workers start from a fork server instead of a fork."""
+    hashed in segments by all: not a byte of the package may differ. A caller running another
+    thread gets no worker processes (forking could copy a held lock into them)."""
     tree = make_elf_tree(tmp_path / "root")
     rng = random.Random(11)
     big = rng.randbytes(700_000) + b"\0" * 900_000 + rng.randbytes(700_000)  # repeated zero chunks
@@ -174,6 +174,14 @@ def test_worker_processes_and_segmented_files_give_the_same_package(
     monkeypatch.setattr(ccs_build, "SEGMENT_BYTES", 64 * 1024)
     monkeypatch.setattr(ccs_scheduler, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(ccs_scheduler, "BATCH_FILES", 2)
+    pools: list[object] = []
+    real_pool = ccs_scheduler.ProcessPoolExecutor
+
+    def counting_pool(*args: object, **kwargs: object) -> object:
+        pools.append(kwargs["mp_context"])
+        return real_pool(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ccs_scheduler, "ProcessPoolExecutor", counting_pool)
     out = tmp_path / "parallel"
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
@@ -187,6 +195,7 @@ def test_worker_processes_and_segmented_files_give_the_same_package(
         if thread_alive:
             other.join()
     assert parallel.read_bytes() == plain.read_bytes()
+    assert len(pools) == (0 if thread_alive else 1)
     assert os.listdir(out) == [parallel.name]  # the spools went with the work directory
     assert not set(multiprocessing.active_children()) - set(started)  # the workers are gone
     with open_package(parallel) as pkg:

@@ -309,3 +309,34 @@ def test_mirrors_from_the_command_line_and_the_config_file(cli, cook_env: Path) 
     assert (cook_env / "one" / "tinyproj-1.0-1.x86_64.ccs").read_bytes() == (
         cook_env / "two" / "tinyproj-1.0-1.x86_64.ccs"
     ).read_bytes()
+
+
+def test_terminal_status_runs_no_thread_so_packaging_may_fork(
+    cli, cook_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal the cook shows which stage runs. The line is redrawn without a refresh thread,
+    so the packaging step still finds itself the only thread and may start worker processes."""
+    import io
+    import threading
+
+    from rich.console import Console
+
+    from conary.ccs import scheduler
+    from conary.cli import output
+
+    screen = io.StringIO()
+    monkeypatch.setattr(output, "stderr", Console(file=screen, force_terminal=True, width=100))
+    threads_when_packing: list[int] = []
+    real = scheduler.packing_workers
+
+    def watching(*args, **kwargs):  # type: ignore[no-untyped-def]
+        threads_when_packing.append(threading.active_count())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scheduler, "packing_workers", watching)
+    monkeypatch.setattr("conary.ccs.build.packing_workers", watching)
+    recipe = tiny_recipe(cook_env)
+    r = _cook(cli, recipe, cook_env / "dist", cook_env / "cache")
+    assert r.code == 0, r.err
+    assert threads_when_packing == [1]
+    assert "cook: " in screen.getvalue()

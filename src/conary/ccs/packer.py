@@ -17,9 +17,11 @@ it or when.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import mmap
 import os
+import signal
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -404,9 +406,6 @@ def init_worker(config: PackConfig) -> None:
     """Process-pool initializer. Workers ignore Ctrl-C: the builder stops them and reports once.
     They die with the builder: if it is killed, nothing else would ever end them (they wait on a
     queue whose write end they hold themselves)."""
-    import ctypes
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() == 1:  # the builder died before prctl took effect

@@ -93,17 +93,18 @@ def _in_process(config: PackConfig) -> Iterator[Workers]:
 
 @contextmanager
 def packing_workers(config: PackConfig, workers: int, total_bytes: int) -> Iterator[Workers]:
-    """Worker processes for one package (or this process, for small trees or one worker)."""
-    if workers <= 1 or total_bytes < PARALLEL_MIN_BYTES:
+    """Worker processes for one package, or this process: for small trees, for one worker, and
+    when the caller runs other threads. Forking then could copy a lock another thread holds into
+    the workers, and starting fresh interpreters instead would run the caller's main module again
+    in each; packing on one core is slower but always safe."""
+    if workers <= 1 or total_bytes < PARALLEL_MIN_BYTES or threading.active_count() > 1:
         with _in_process(config) as here:
             yield here
         return
-    # fork is cheapest, but is only safe while this process runs no other thread
-    method = "fork" if threading.active_count() == 1 else "forkserver"
     try:
         pool = ProcessPoolExecutor(
             workers,
-            mp_context=multiprocessing.get_context(method),
+            mp_context=multiprocessing.get_context("fork"),
             initializer=init_worker,
             initargs=(config,),
         )

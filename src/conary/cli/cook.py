@@ -228,13 +228,19 @@ def _result_json(result) -> dict:  # type: ignore[no-untyped-def, type-arg]
 
 @contextlib.contextmanager
 def _progress(*, enabled: bool) -> Iterator[Callable[[str], None] | None]:
-    """A one-line status on stderr (only on a terminal): which recipe stage is running."""
+    """A one-line status on stderr (only on a terminal): which recipe stage is running.
+
+    It is redrawn only when the stage changes, with no refresh thread: packaging forks worker
+    processes only while no other thread runs."""
     if not enabled or not output.stderr.is_terminal:
         yield None
         return
-    with output.stderr.status("cooking") as status:
+    from rich.live import Live
+    from rich.text import Text
+
+    with Live(Text("cook: starting"), console=output.stderr, auto_refresh=False, transient=True) as line:
 
         def update(text: str) -> None:
-            status.update(f"cook: {text}")
+            line.update(Text(f"cook: {text}"), refresh=True)
 
         yield update
