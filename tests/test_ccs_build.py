@@ -158,8 +158,9 @@ def test_same_tree_twice_is_byte_identical(tmp_path: Path) -> None:
 def test_worker_processes_and_segmented_files_give_the_same_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread_alive: bool
 ) -> None:
-    """Packed in this process, or by three worker processes with big files cut by one worker and
-    hashed in segments by all: not a byte of the package may differ. A caller running another
+    """Packed in this process, or by three worker processes with every file over 4 KiB (ELF files
+    whose debug info is split off among them) cut by one worker and hashed in segments by all:
+    not a byte of the package may differ. A caller running another
     thread gets no worker processes (forking could copy a held lock into them)."""
     tree = make_elf_tree(tmp_path / "root")
     rng = random.Random(11)
@@ -170,7 +171,7 @@ def test_worker_processes_and_segmented_files_give_the_same_package(
     plain = build_package(
         tree, META, output_dir=tmp_path / "plain", signing_key=KEY, source_date_epoch=9, workers=1
     )
-    monkeypatch.setattr(ccs_build, "SPLIT_FILE_BYTES", 256 * 1024)
+    monkeypatch.setattr(ccs_build, "SPLIT_FILE_BYTES", 4096)  # the ELF files too, split or not
     monkeypatch.setattr(ccs_build, "SEGMENT_BYTES", 64 * 1024)
     monkeypatch.setattr(ccs_scheduler, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(ccs_scheduler, "BATCH_FILES", 2)
