@@ -339,4 +339,5 @@ def test_terminal_status_runs_no_thread_so_packaging_may_fork(
     r = _cook(cli, recipe, cook_env / "dist", cook_env / "cache")
     assert r.code == 0, r.err
     assert threads_when_packing == [1]
-    assert "cook: " in screen.getvalue()
+    shown = screen.getvalue()
+    assert "cook: " in shown and "package: compressing 100%" in shown

@@ -486,5 +486,22 @@ def _package(
         component_rules=_component_rules(recipe),
         provenance=dict(provenance),
         source_date_epoch=sde,
+        progress=_package_progress(options, pkg.name),
     )
     return Path(path), created
+
+
+def _package_progress(options: CookOptions, name: str) -> Callable[[str, int, int], None] | None:
+    """Packing progress as status notes, one per whole percent of each phase."""
+    if options.progress is None:
+        return None
+    shown: dict[str, int] = {}
+    labels = {"survey": "reading", "compress": "compressing"}
+
+    def report(phase: str, done: int, total: int) -> None:
+        percent = done * 100 // total if total else 100
+        if shown.get(phase) != percent:
+            shown[phase] = percent
+            _note(options, f"package: {labels.get(phase, phase)} {percent}%", name)
+
+    return report
