@@ -8,8 +8,8 @@ jump the queue, so one giant file still keeps every worker busy.
 Compress: the archive's objects, in archive order, go out in runs of about COMPRESS_TASK_BYTES;
 finished runs are handed back in that same order as soon as every earlier one is done.
 
-A tree too small to repay starting processes, or a call with one worker, is packed in this
-process by the same code.
+A tree too small to repay starting processes, a call with one worker, or a caller running other
+threads gets its package packed in this process, by the same code.
 """
 
 from __future__ import annotations
