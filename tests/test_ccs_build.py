@@ -10,11 +10,13 @@ import shutil
 import struct
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from conary import fsutil
 from conary.ccs import (
     CcsInputError,
     PackageMeta,
@@ -26,8 +28,11 @@ from conary.ccs import (
 )
 from conary.ccs import build as ccs_build
 from conary.ccs import scheduler as ccs_scheduler
+from conary.ccs.debuginfo import TreeItem
+from conary.ccs.deps import NO_FACTS
 from conary.ccs.errors import CcsError
 from conary.ccs.keys import new_signing_key
+from conary.ccs.packer import ObjectRun, PackedFile, SpooledRun
 from helpers_ccs import LIBZ, ZLIB_VERSION, make_elf_tree
 
 KEY = new_signing_key()
@@ -173,6 +178,8 @@ def test_worker_processes_and_segmented_files_give_the_same_package(
     )
     monkeypatch.setattr(ccs_build, "SPLIT_FILE_BYTES", 4096)  # the ELF files too, split or not
     monkeypatch.setattr(ccs_build, "SEGMENT_BYTES", 64 * 1024)
+    monkeypatch.setattr(ccs_build, "EARLY_FILE_BYTES", 1024)  # compressed in the compress pass
+    monkeypatch.setattr(ccs_scheduler, "BIG_FILE_BYTES", 4096)
     monkeypatch.setattr(ccs_scheduler, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(ccs_scheduler, "BATCH_FILES", 2)
     pools: list[object] = []
@@ -250,8 +257,8 @@ def test_worker_errors_reach_the_caller_whole(tmp_path: Path, monkeypatch: pytes
 def test_a_file_changed_between_survey_and_compression_fails_the_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Objects are read twice (hashed, then compressed); a change in between must not slip through
-    as an object whose bytes disagree with its id."""
+    """A big file's objects are read twice (hashed, then compressed); a change in between must not
+    slip through as an object whose bytes disagree with its id."""
     tree = tmp_path / "root"
     (tree / "usr/share/data").mkdir(parents=True)
     victim = tree / "usr/share/data/blob.bin"
@@ -266,6 +273,7 @@ def test_a_file_changed_between_survey_and_compression_fails_the_build(
         return surveyed(files, early)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ccs_build, "object_plan", rewrite_then_plan)
+    monkeypatch.setattr(ccs_build, "EARLY_FILE_BYTES", 100_000)  # the victim is a big file
     out = tmp_path / "out"
     with pytest.raises(CcsError) as info:
         build_package(tree, META, output_dir=out, signing_key=KEY, workers=1)
@@ -382,3 +390,52 @@ def test_packing_in_process_leaves_no_file_open(tmp_path: Path) -> None:
     leaked = {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in set(os.listdir("/proc/self/fd")) - before}
     leaked = {fd: path for fd, path in leaked.items() if "/proc/" not in path}
     assert leaked == {}
+
+
+def test_the_plan_joins_records_that_lie_one_after_another_in_a_spool() -> None:
+    """Records the survey compressed reach the package in as few copies as their places in the
+    spools allow; objects still to compress come between them as runs, and an object the archive
+    already has is left out."""
+    def packed(path: str, chunks: tuple[str, ...], lengths: tuple[int, ...]) -> PackedFile:
+        item = TreeItem(path, "file", 0o644, 0, 0, "/src/" + path, "", sum(lengths))
+        return PackedFile(item, "f" * 64, chunks, lengths, "runtime", b"", b"", NO_FACTS, (0, 0, 0))
+
+    files = [
+        packed("a", ("1",), (100,)),
+        packed("b", ("2",), (200,)),
+        packed("c", ("3", "4", "1"), (300, 400, 100)),  # 4 is not compressed yet; 1 is in the archive
+        packed("d", ("5",), (500,)),
+        packed("e", ("6",), (600,)),
+    ]
+    early = {
+        "1": ("s1", 0, 10),
+        "2": ("s1", 10, 20),
+        "3": ("s1", 30, 30),
+        "5": ("s1", 60, 50),
+        "6": ("s2", 0, 60),
+    }
+    assert list(ccs_build.object_plan(files, early)) == [
+        SpooledRun("s1", 0, 60, 600),
+        ObjectRun("/src/c", (0, 0, 0), (("4", 300, 400),)),
+        SpooledRun("s1", 60, 50, 500),
+        SpooledRun("s2", 0, 60, 600),
+    ]
+
+
+def test_a_flush_requested_while_another_runs_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leaving BackgroundSync waits for every flush requested before, even one made while the
+    previous flush was still running."""
+    calls: list[float] = []
+
+    def slow_fdatasync(fd: int) -> None:
+        time.sleep(0.2 if not calls else 0)
+        calls.append(time.monotonic())
+
+    monkeypatch.setattr(fsutil.os, "fdatasync", slow_fdatasync)
+    with fsutil.BackgroundSync(0) as syncer:
+        syncer.request()
+        time.sleep(0.05)  # the first flush is running now
+        last_request = time.monotonic()
+        syncer.request()
+    assert len(calls) == 2
+    assert calls[-1] >= last_request

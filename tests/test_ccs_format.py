@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from conary.ccs.components import glob_matches
 from conary.ccs.deps import parse_pkgconfig
-from conary.ccs.manifest import decode_manifest, encode_file, encode_manifest
-from conary.ccs.merkle import merkle_root
+from conary.ccs.manifest import decode_manifest, encode_file, encode_manifest, encode_regular_file
+from conary.ccs.merkle import _tree, leaf_hash, merkle_root, root_of_leaves
 from conary.ccs.model import Dependency, FileEntry
 from conary.ccs.tarfmt import make_header
 from helpers_ccs import make_manifest_for
@@ -84,6 +84,36 @@ def test_merkle_root_shape() -> None:
     assert merkle_root([a]) == leaf(a).hex()
     assert merkle_root([a, b]) == node(leaf(a), leaf(b)).hex()
     assert merkle_root([a, b, c]) == node(node(leaf(a), leaf(b)), leaf(c)).hex()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=8), max_size=300))
+def test_merkle_root_by_levels_is_the_recursive_tree(items: list[bytes]) -> None:
+    """The root is built level by level; the RFC 6962 recursion defines it."""
+    leaves = [leaf_hash(item) for item in items]
+    expected = _tree(leaves).hex() if leaves else hashlib.sha256(b"").hexdigest()
+    assert root_of_leaves(leaves) == merkle_root(items) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(file_entries())
+def test_regular_file_records_encode_as_file_entries_do(files: list[FileEntry]) -> None:
+    for f in files:
+        if f.type == "file":
+            fields = (f.path, f.mode, f.uid, f.gid, f.size, f.sha256, f.chunks, f.component, f.config)
+            assert encode_regular_file(*fields) == encode_file(f)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789/._-", min_size=1, max_size=100),
+    st.integers(0, 8**11 - 1),
+    st.integers(0, 8**11 - 1),
+)
+def test_tar_headers_carry_the_checksum_tar_computes(name: str, size: int, mtime: int) -> None:
+    header = make_header(name, size, mtime)
+    info = tarfile.TarInfo.frombuf(header, "ascii", "strict")  # checks the header checksum
+    assert (info.name, info.size, info.mtime) == (name, size, mtime)
 
 
 def test_tar_header_matches_python_tarfile_reading(tmp_path: Path) -> None:

@@ -68,24 +68,29 @@ class BackgroundSync:
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._wanted = threading.Event()
+        self._requested = False
         self._closing = False
         self._error: OSError | None = None
         self._thread = threading.Thread(target=self._run, name="background-sync", daemon=True)
         self._thread.start()
 
     def request(self) -> None:
+        self._requested = True
         self._wanted.set()
 
     def _run(self) -> None:
         while True:
             self._wanted.wait()
             self._wanted.clear()
-            if self._closing:
-                return
-            try:
-                os.fdatasync(self._fd)
-            except OSError as exc:
-                self._error = exc
+            closing = self._closing
+            if self._requested:  # also one made just before leaving: it is still waited for
+                self._requested = False
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as exc:
+                    self._error = exc
+                    return
+            if closing:
                 return
 
     def __enter__(self) -> BackgroundSync:

@@ -10,18 +10,18 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from conary.ccs.components import ComponentRules, is_default_component
 from conary.ccs.debuginfo import TreeItem, missing_dirs
-from conary.ccs.deps import FileFacts, dependencies_from_facts
+from conary.ccs.deps import NO_FACTS, FileFacts, dependencies_from_facts
 from conary.ccs.errors import CcsError, CcsInputError
 from conary.ccs.keys import SigningKey, as_signing_key
 from conary.ccs.limits import MiB
 from conary.ccs.manifest import encode_file, encode_manifest, symlink_escapes
-from conary.ccs.merkle import content_root, merkle_root
+from conary.ccs.merkle import content_root, leaf_hash, root_of_leaves
 from conary.ccs.model import (
     FORMAT_VERSION,
     METADATA_KEYS,
@@ -31,7 +31,7 @@ from conary.ccs.model import (
     Manifest,
     PackageMeta,
 )
-from conary.ccs.packer import ObjectRun, PackConfig, PackedFile, SpooledRange
+from conary.ccs.packer import ObjectRun, PackConfig, PackedFile, PlanStep, SpooledRange, SpooledRun
 from conary.ccs.scheduler import InOrderCompression, Progress, packing_workers, survey
 from conary.ccs.sign import encode_signature
 from conary.ccs.tarfmt import MAX_MTIME, end_of_archive, make_header, padding
@@ -41,6 +41,9 @@ from conary.fsutil import BackgroundSync, atomic_writer, punch_hole
 DEFAULT_COMPRESSION_LEVEL = 1  # zstd level; 3 packs ~5% smaller for ~1.5x the compression CPU
 SPLIT_FILE_BYTES = 32 * MiB  # files this big are hashed and compressed in segments on every worker
 SEGMENT_BYTES = 8 * MiB
+# Files smaller than this are compressed by the survey, from the bytes it has just read. Bigger ones
+# wait for the compress pass: its work is what the flushing of the package to disk overlaps with.
+EARLY_FILE_BYTES = 2 * MiB
 _SYNC_BYTES = 16 * MiB  # flush the package to disk in the background after each this many bytes
 _IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~^-]*$")
 
@@ -70,40 +73,33 @@ def scan_tree(tree: Path, rules: ComponentRules, *, preserve_owner: bool = False
     """Every entry below *tree* (not the root itself), minus excluded ones, in byte order of path."""
     if not tree.is_dir():
         raise CcsInputError("package tree is not a directory", where=str(tree))
+    # The walk runs before any worker has work: every microsecond per entry here is paid in full.
+    excluded = rules.excluded if rules.exclude else None
     items: list[TreeItem] = []
+    append = items.append
     stack = [("", str(tree))]
     while stack:
         rel_dir, abs_dir = stack.pop()
+        prefix = f"{rel_dir}/" if rel_dir else ""
         with os.scandir(abs_dir) as entries:
             for entry in entries:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                try:
-                    rel.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise CcsInputError(
-                        "file name is not valid UTF-8", where=os.path.join(abs_dir, entry.name)
-                    )
-                if rules.excluded(rel):
+                name = entry.name
+                if not name.isascii():
+                    _check_utf8(name, entry.path)
+                rel = prefix + name
+                if excluded is not None and excluded(rel):
                     continue
                 st = entry.stat(follow_symlinks=False)
+                st_mode = st.st_mode
                 uid, gid = (st.st_uid, st.st_gid) if preserve_owner else (0, 0)
-                mode = stat.S_IMODE(st.st_mode)
-                if stat.S_ISDIR(st.st_mode):
-                    items.append(TreeItem(rel, "dir", mode, uid, gid, entry.path))
+                if stat.S_ISREG(st_mode):
+                    append(TreeItem(rel, "file", st_mode & 0o7777, uid, gid, entry.path, "", st.st_size))
+                elif stat.S_ISDIR(st_mode):
+                    append(TreeItem(rel, "dir", st_mode & 0o7777, uid, gid, entry.path))
                     stack.append((rel, entry.path))
-                elif stat.S_ISREG(st.st_mode):
-                    items.append(TreeItem(rel, "file", mode, uid, gid, entry.path, "", st.st_size))
-                elif stat.S_ISLNK(st.st_mode):
-                    target = os.readlink(entry.path)
-                    if not target:
-                        raise CcsInputError("symlink with an empty target", where=entry.path)
-                    if not target.startswith("/") and symlink_escapes(rel, target):
-                        raise CcsInputError(
-                            f"symlink points out of the package root ({target})",
-                            where=entry.path,
-                            hint="use an absolute target, which installers resolve inside the root",
-                        )
-                    items.append(TreeItem(rel, "symlink", 0o777, uid, gid, entry.path, target))
+                elif stat.S_ISLNK(st_mode):
+                    target = _link_target(rel, entry.path)
+                    append(TreeItem(rel, "symlink", 0o777, uid, gid, entry.path, target))
                 else:
                     raise CcsInputError(
                         "unsupported file type (device, fifo or socket) in package tree",
@@ -114,37 +110,68 @@ def scan_tree(tree: Path, rules: ComponentRules, *, preserve_owner: bool = False
     return items
 
 
+def _check_utf8(name: str, where: str) -> None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CcsInputError("file name is not valid UTF-8", where=where) from None
+
+
+def _link_target(rel: str, source: str) -> str:
+    target = os.readlink(source)
+    if not target:
+        raise CcsInputError("symlink with an empty target", where=source)
+    if not target.startswith("/") and symlink_escapes(rel, target):
+        raise CcsInputError(
+            f"symlink points out of the package root ({target})",
+            where=source,
+            hint="use an absolute target, which installers resolve inside the root",
+        )
+    return target
+
+
 # ---------------------------------------------------------------- the package
 
 
-def object_plan(
-    files: Iterable[PackedFile], early: Mapping[str, SpooledRange]
-) -> Iterator[ObjectRun | SpooledRange]:
+def object_plan(files: Iterable[PackedFile], early: Mapping[str, SpooledRange]) -> Iterator[PlanStep]:
     """The archive's objects in format-1 order (first use, walking *files* in manifest order and
-    their chunks in order): runs of objects that lie one after another in a source file, and the
-    spooled records of objects the survey compressed already (*early*)."""
+    their chunks in order): runs of objects that lie one after another in a source file, still to
+    be compressed, and ranges of records the survey compressed already (*early*), joined where
+    they lie one after another in a spool."""
     seen: set[str] = set()
+    spooled: SpooledRun | None = None  # early records that run on without a break so far
     for p in files:
         objects: list[tuple[str, int, int]] = []
         offset = 0
-        for chunk, length in zip(p.entry.chunks, p.lengths, strict=True):
+        for chunk, length in zip(p.chunks, p.lengths, strict=True):
             if chunk in seen:
                 if objects:
                     yield ObjectRun(p.item.source, p.stamp, tuple(objects))
                     objects = []
             else:
                 seen.add(chunk)
-                spooled = early.get(chunk)
-                if spooled is None:
+                record = early.get(chunk)
+                if record is None:
+                    if spooled is not None:
+                        yield spooled
+                        spooled = None
                     objects.append((chunk, offset, length))
                 else:
                     if objects:
                         yield ObjectRun(p.item.source, p.stamp, tuple(objects))
                         objects = []
-                    yield spooled
+                    name, start, size = record
+                    if spooled is not None and spooled.spool == name and spooled.end == start:
+                        spooled = spooled._replace(length=spooled.length + size, input=spooled.input + length)
+                    else:
+                        if spooled is not None:
+                            yield spooled
+                        spooled = SpooledRun(name, start, size, length)
             offset += length
         if objects:
             yield ObjectRun(p.item.source, p.stamp, tuple(objects))
+    if spooled is not None:
+        yield spooled
 
 
 def build_package(
@@ -237,6 +264,7 @@ def _pack(
             rules,
             SPLIT_FILE_BYTES,
             SEGMENT_BYTES,
+            EARLY_FILE_BYTES,
         )
         with packing_workers(config, workers, sum(i.size for i in regular)) as pool:
             surveyed = survey(pool, regular, config, progress)
@@ -253,7 +281,9 @@ def _pack(
             signature = encode_signature(key, manifest_bytes)
             target = output_dir / f"{manifest.nevra}.ccs"
             with atomic_writer(target, 0o644) as out:
-                _write_archive(out, manifest_bytes, signature, compression, Path(work), source_date_epoch)
+                _write_archive(
+                    out, manifest_bytes, signature, compression, Path(work), source_date_epoch, pool.finish
+                )
     return target
 
 
@@ -289,30 +319,32 @@ def _manifest(
     provenance: Mapping[str, Any] | None,
     epoch: int,
 ) -> tuple[Manifest, list[bytes]]:
-    entries: list[FileEntry] = []
+    """The manifest, less its files, and the files' records in order: encode_manifest() takes them
+    as they are. The workers encoded and hashed the regular files' records; only directories and
+    symlinks are encoded here."""
     records: list[bytes] = []
+    leaves: dict[str, list[bytes]] = {}
     facts: dict[str, FileFacts] = {}
     for item in items:
         if item.type == "file":
             p = packed[item.path]
-            facts[item.path] = p.facts
-            entry, record = p.entry, p.record
+            record, leaf, component = p.record, p.leaf, p.component
+            if p.facts is not NO_FACTS:
+                facts[item.path] = p.facts
         else:
             component = rules.component_of(item.path, is_symlink=item.type == "symlink")
             entry = FileEntry(
                 item.path, item.type, item.mode, item.uid, item.gid, 0, "", (), item.target, component, False
             )
             record = encode_file(entry)
-        entries.append(entry)
+            leaf = leaf_hash(record)
         records.append(record)
-    grouped: dict[str, list[bytes]] = {}
-    for entry, record in zip(entries, records, strict=True):
-        grouped.setdefault(entry.component, []).append(record)
+        leaves.setdefault(component, []).append(leaf)
     components = tuple(
-        Component(n, is_default_component(n), merkle_root(grouped[n])) for n in sorted(grouped)
+        Component(n, is_default_component(n), root_of_leaves(leaves[n])) for n in sorted(leaves)
     )
     provides, requires = dependencies_from_facts(
-        entries, facts, name=meta.name, version=meta.version, release=meta.release
+        items, facts, name=meta.name, version=meta.version, release=meta.release
     )
     manifest = Manifest(
         format_version=FORMAT_VERSION,
@@ -321,7 +353,7 @@ def _manifest(
         release=meta.release,
         arch=meta.arch,
         metadata={k: getattr(meta, k) for k in METADATA_KEYS},
-        files=tuple(entries),
+        files=(),
         components=components,
         provides=provides,
         requires=requires,
@@ -355,9 +387,11 @@ def _write_archive(
     spooled: Iterable[tuple[str, int, int]],
     spool_dir: Path,
     epoch: int,
+    while_flushing: Callable[[], None],
 ) -> None:
     """Write the archive: manifest, signature, then the objects' tar records, copied from the
-    workers' spools in archive order as each compress task finishes."""
+    workers' spools in archive order as each compress task finishes. The last flush to disk
+    starts before this returns; *while_flushing* runs meanwhile, and the spools are removed."""
     out.flush()
     fd = out.fileno()
     prefix: list[bytes] = []
@@ -379,10 +413,14 @@ def _write_archive(
                 if offset - flushed >= _SYNC_BYTES:
                     syncer.request()
                     flushed = offset
+            _write_all(fd, [end_of_archive(offset)])
+            syncer.request()
+            while_flushing()
+            for spool in spools:
+                os.unlink(spool_dir / spool)
     finally:
         for src in spools.values():
             os.close(src)
-    _write_all(fd, [end_of_archive(offset)])
 
 
 def _copy_range(src: int, dst: int, start: int, length: int) -> None:

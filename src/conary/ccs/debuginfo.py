@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from conary.ccs.elfinfo import ElfInfo
 from conary.ccs.errors import CcsError
@@ -17,9 +17,13 @@ from conary.fsutil import require_tool
 DEBUG_DIR = "usr/lib/debug"
 
 
-@dataclass(frozen=True)
-class TreeItem:
-    """An entry of the tree being packed; *source* is where its bytes are read from."""
+class TreeItem(NamedTuple):
+    """An entry of the tree being packed; *source* is where its bytes are read from.
+
+    A named tuple rather than a frozen dataclass: one is made for every entry of the tree, and
+    batches of thousands travel to the packing workers; a tuple is built and pickled several times
+    faster.
+    """
 
     path: str
     type: str
@@ -29,13 +33,6 @@ class TreeItem:
     source: str
     target: str = ""
     size: int = 0
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # batches of thousands go to the packing workers: a flat tuple pickles several times faster
-        return (
-            TreeItem,
-            (self.path, self.type, self.mode, self.uid, self.gid, self.source, self.target, self.size),
-        )
 
 
 def debug_path_for(item_path: str, build_id: str) -> str:

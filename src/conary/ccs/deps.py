@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from conary.ccs.components import in_lib_dir
 from conary.ccs.elfinfo import ELF_MAGIC, ElfInfo, parse_elf
@@ -36,6 +37,9 @@ class FileFacts:
     elf: ElfInfo | None = None
     shebang: tuple[str, ...] = ()  # interpreter and its first argument, if any
     pkgconfig: tuple[str, str, tuple[Dependency, ...]] | None = None  # (name, version, requires)
+
+
+NO_FACTS = FileFacts()  # most files: one shared instance, which packing need not send between processes
 
 
 def soname_dependency(soname: str, abi: str, version: str = "") -> Dependency:
@@ -101,14 +105,27 @@ def file_facts(path: str, data: bytes | memoryview, *, executable: bool) -> File
     if is_pkgconfig_path(path):
         text = bytes(data).decode("utf-8", "replace")
         return FileFacts(pkgconfig=parse_pkgconfig(text, path.rpartition("/")[2][:-3]))
-    return FileFacts()
+    return NO_FACTS
 
 
 def needs_full_content(path: str, head: bytes) -> bool:
     return head[:4] == ELF_MAGIC or is_pkgconfig_path(path)
 
 
-def _interpreter_paths(files: Sequence[FileEntry]) -> set[str]:
+class Entry(Protocol):
+    """What the scan needs of a package entry: a FileEntry, or a tree entry while packing."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def mode(self) -> int: ...
+    @property
+    def target(self) -> str: ...
+
+
+def _interpreter_paths(files: Sequence[Entry]) -> set[str]:
     """Package paths of dynamic loaders, also as seen through the package's directory symlinks."""
     loaders = {
         f.path for f in files if f.type in ("file", "symlink") and _LOADER.match(f.path.rpartition("/")[2])
@@ -145,7 +162,7 @@ def _sort_key(d: Dependency) -> tuple[int, str, str]:
 
 
 def dependencies_from_facts(
-    files: Sequence[FileEntry],
+    files: Sequence[Entry],
     facts: Mapping[str, FileFacts],
     *,
     name: str,

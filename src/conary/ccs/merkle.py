@@ -15,11 +15,13 @@ import cbor2
 from conary.ccs.model import Component, FileEntry
 
 
-def _leaf(data: bytes) -> bytes:
+def leaf_hash(data: bytes) -> bytes:
+    """The leaf of one item (packing workers compute these for their files)."""
     return hashlib.sha256(b"\x00" + data).digest()
 
 
 def _tree(leaves: Sequence[bytes]) -> bytes:
+    """The root over leaf hashes, as the RFC 6962 recursion defines it (kept as the reference)."""
     n = len(leaves)
     if n == 0:
         return hashlib.sha256(b"").digest()
@@ -29,9 +31,24 @@ def _tree(leaves: Sequence[bytes]) -> bytes:
     return hashlib.sha256(b"\x01" + _tree(leaves[:split]) + _tree(leaves[split:])).digest()
 
 
+def root_of_leaves(leaves: Sequence[bytes]) -> str:
+    """Root (hex) over leaf hashes. Built level by level, pairing neighbours and carrying an odd last
+    node up unpaired: the same tree as the recursion, without its slicing."""
+    if not leaves:
+        return hashlib.sha256(b"").hexdigest()
+    level = list(leaves)
+    sha256 = hashlib.sha256
+    while len(level) > 1:
+        paired = [sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0].hex()
+
+
 def merkle_root(items: Sequence[bytes]) -> str:
     """Root (hex) over already-encoded leaf items, in the given order."""
-    return _tree([_leaf(item) for item in items]).hex()
+    return root_of_leaves([leaf_hash(item) for item in items])
 
 
 def file_record(entry: FileEntry) -> bytes:

@@ -1,12 +1,13 @@
 """The worker side of packing, in two passes over the tree's files.
 
 1. Survey: read each file once; split off its debug info; take its facts for the dependency scan;
-   cut it into chunks and hash them. This is everything the manifest needs. A file that is a
-   single chunk is compressed right there, from the bytes just read, into the worker's spool.
-2. Compress: once the object order is known, the other objects are compressed in runs, in the
-   order the archive stores them, each run framed as tar records (header, data, padding) in the
-   worker's spool file. The builder copies finished runs into the package while later runs are
-   still being compressed, so the package reaches the disk while the CPU is still busy.
+   cut it into chunks and hash them. This is everything the manifest needs. A file smaller than
+   `PackConfig.early_bytes` is compressed right there, from the bytes just read, into the worker's
+   spool, as tar records (header, zstd frame, padding).
+2. Compress: once the object order is known, the bigger files' objects are compressed in runs, in
+   the order the archive stores them, framed the same way. The builder copies spooled records
+   into the package in archive order while later runs are still being compressed, so the package
+   reaches the disk while the CPU is still busy.
 
 A file bigger than `PackConfig.split_bytes` is only cut by the worker that meets it: its chunks are
 hashed in segments that the scheduler spreads over all workers.
@@ -25,18 +26,19 @@ import signal
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import zstandard
 from pyfastcdc import FastCDC
 
 from conary.ccs.components import ComponentRules, is_config_path
 from conary.ccs.debuginfo import DebugSplitter, TreeItem, wants_split
-from conary.ccs.deps import FileFacts, file_facts, needs_full_content
+from conary.ccs.deps import NO_FACTS, FileFacts, file_facts, needs_full_content
 from conary.ccs.elfinfo import ElfInfo
 from conary.ccs.errors import CcsError
 from conary.ccs.limits import CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, CHUNK_THRESHOLD
-from conary.ccs.manifest import EMPTY_SHA256, encode_file
-from conary.ccs.model import FileEntry
+from conary.ccs.manifest import EMPTY_SHA256, encode_regular_file
+from conary.ccs.merkle import leaf_hash
 from conary.ccs.tarfmt import make_header, padding
 
 Stamp = tuple[int, int, int]  # (size, mtime_ns, inode): a file read twice must not change between
@@ -59,37 +61,37 @@ class PackConfig:
     rules: ComponentRules
     split_bytes: int  # files at least this big are cut by one worker and hashed in segments by all
     segment_bytes: int  # about this many bytes of chunks per segment task
+    early_bytes: int  # files smaller than this are compressed by the survey
 
 
-@dataclass(frozen=True)
-class PackedFile:
-    """A surveyed regular file: its manifest entry (and CBOR), its chunks' lengths, and its facts.
+class PackedFile(NamedTuple):
+    """A surveyed regular file: its chunks, its manifest record (CBOR) and Merkle leaf, its facts.
 
     *item* is where the bytes come from (a stripped copy, for split files). *debug_of* names the
-    tree path a separated debug file belongs to, empty for every other file.
+    tree path a separated debug file belongs to, empty for every other file. A named tuple, not a
+    frozen dataclass: thousands are made in the workers and rebuilt in the builder.
     """
 
     item: TreeItem
-    entry: FileEntry
-    record: bytes
-    facts: FileFacts
+    sha256: str
+    chunks: tuple[str, ...]
     lengths: tuple[int, ...]
+    component: str
+    record: bytes
+    leaf: bytes
+    facts: FileFacts
     stamp: Stamp
     debug_of: str = ""
 
     def __reduce__(self) -> tuple[object, ...]:
-        # Thousands of these cross from the workers: as one flat tuple they pickle several times
-        # faster than as nested dataclasses.
-        item, entry = self.item, self.entry
-        facts = None if self.facts == _NO_FACTS else self.facts
+        # as one flat tuple, several times faster to pickle than with the TreeItem nested
+        item = self.item
+        facts = None if self.facts is NO_FACTS else self.facts
         return (
             _unpickle_packed,
-            (item.path, item.mode, item.uid, item.gid, item.source, item.size, entry.sha256, entry.chunks,
-             entry.component, entry.config, self.record, facts, self.lengths, self.stamp, self.debug_of),
+            (item.path, item.mode, item.uid, item.gid, item.source, item.size, self.sha256, self.chunks,
+             self.lengths, self.component, self.record, self.leaf, facts, self.stamp, self.debug_of),
         )  # fmt: skip
-
-
-_NO_FACTS = FileFacts()
 
 
 def _unpickle_packed(
@@ -101,17 +103,17 @@ def _unpickle_packed(
     size: int,
     sha256: str,
     chunks: tuple[str, ...],
-    component: str,
-    config: bool,
-    record: bytes,
-    facts: FileFacts | None,
     lengths: tuple[int, ...],
+    component: str,
+    record: bytes,
+    leaf: bytes,
+    facts: FileFacts | None,
     stamp: Stamp,
     debug_of: str,
 ) -> PackedFile:
     item = TreeItem(path, "file", mode, uid, gid, source, "", size)
-    entry = FileEntry(path, "file", mode, uid, gid, size, sha256, chunks, "", component, config)
-    return PackedFile(item, entry, record, facts or _NO_FACTS, lengths, stamp, debug_of)
+    facts = facts or NO_FACTS
+    return PackedFile(item, sha256, chunks, lengths, component, record, leaf, facts, stamp, debug_of)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,23 @@ class ObjectRun:
     source: str
     stamp: Stamp
     objects: tuple[tuple[str, int, int], ...]
+
+
+class SpooledRun(NamedTuple):
+    """Records the survey compressed, one after another in a spool; *input* is their bytes before
+    compression (for progress)."""
+
+    spool: str
+    offset: int
+    length: int
+    input: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+PlanStep = ObjectRun | SpooledRun  # the archive's objects, in order: to compress, or compressed
 
 
 @dataclass(frozen=True)
@@ -161,24 +180,24 @@ def changed_error(source: str) -> CcsError:
     )
 
 
-def file_record(
-    item: TreeItem, sha256: str, chunks: tuple[str, ...], rules: ComponentRules
-) -> tuple[FileEntry, bytes]:
-    """A regular file's manifest entry and its canonical CBOR."""
-    entry = FileEntry(
-        item.path,
-        "file",
-        item.mode,
-        item.uid,
-        item.gid,
-        item.size,
-        sha256,
-        chunks,
-        "",
-        rules.component_of(item.path, is_symlink=False),
-        is_config_path(item.path),
+def packed_file(
+    item: TreeItem,
+    sha256: str,
+    chunks: tuple[str, ...],
+    lengths: tuple[int, ...],
+    facts: FileFacts,
+    stamp: Stamp,
+    rules: ComponentRules,
+    debug_of: str = "",
+) -> PackedFile:
+    """A surveyed file with its component, manifest record and Merkle leaf."""
+    component = rules.component_of(item.path, is_symlink=False)
+    config = is_config_path(item.path)
+    record = encode_regular_file(
+        item.path, item.mode, item.uid, item.gid, item.size, sha256, chunks, component, config
     )
-    return entry, encode_file(entry)
+    leaf = leaf_hash(record)
+    return PackedFile(item, sha256, chunks, lengths, component, record, leaf, facts, stamp, debug_of)
 
 
 class Packer:
@@ -197,15 +216,12 @@ class Packer:
         self._early: list[bytes] = []  # records of objects the survey compressed, not yet spooled
         self._early_ids: list[tuple[str, int]] = []  # (id, record length) of each
         self._early_seen: set[str] = set()
-        self._spools: dict[str, int] = {}  # every worker's spool, opened for reading
 
     def close(self) -> None:
         """Close the spool files (a worker process closes them by exiting)."""
-        for fd in (self._spool_fd, *self._spools.values()):
-            if fd >= 0:
-                os.close(fd)
+        if self._spool_fd >= 0:
+            os.close(self._spool_fd)
         self._spool_fd = -1
-        self._spools.clear()
 
     # ------------------------------------------------------------ survey tasks
 
@@ -232,14 +248,10 @@ class Packer:
 
     # ------------------------------------------------------------ compress task
 
-    def compress_runs(self, runs: list[ObjectRun | SpooledRange]) -> TaskResult:
-        """Compress the runs' objects in order, appended to this worker's spool as one range.
-        Objects the survey compressed already are copied from the spool that holds them."""
+    def compress_runs(self, runs: list[ObjectRun]) -> TaskResult:
+        """Compress the runs' objects in order, appended to this worker's spool as one range."""
         buffers: list[bytes] = []
         for run in runs:
-            if not isinstance(run, ObjectRun):
-                buffers.append(self._read_spooled(run))
-                continue
             start = run.objects[0][1]
             last = run.objects[-1]
             data = self._read_range(run.source, start, last[1] + last[2], run.stamp)
@@ -256,6 +268,25 @@ class Packer:
         out += (header, blob, pad)
         return len(header) + len(blob) + len(pad)
 
+    def _compress_early(self, data: bytes, chunks: tuple[str, ...], lengths: tuple[int, ...]) -> None:
+        """Frame the file's objects from the bytes just read, in order, unless this worker has them
+        already: reading the file again in the compress pass would cost more than it saves. A file's
+        records, and those of the next files of a batch, lie one after another in the spool, so
+        the builder copies them into the package in long ranges."""
+        if len(chunks) == 1:
+            if chunks[0] not in self._early_seen:
+                self._early_seen.add(chunks[0])
+                self._early_ids.append((chunks[0], self._frame(chunks[0], data, self._early)))
+            return
+        view = memoryview(data)
+        offset = 0
+        for chunk, length in zip(chunks, lengths, strict=True):
+            if chunk not in self._early_seen:
+                self._early_seen.add(chunk)
+                framed = self._frame(chunk, view[offset : offset + length], self._early)
+                self._early_ids.append((chunk, framed))
+            offset += length
+
     def _spool_early(self) -> list[tuple[str, SpooledRange]]:
         if not self._early:
             return []
@@ -266,16 +297,6 @@ class Packer:
             offset += length
         self._early, self._early_ids = [], []
         return early
-
-    def _read_spooled(self, spooled: SpooledRange) -> bytes:
-        name, offset, length = spooled
-        fd = self._spools.get(name)
-        if fd is None:
-            fd = self._spools[name] = os.open(Path(self.config.workdir) / name, os.O_RDONLY | os.O_CLOEXEC)
-        data = os.pread(fd, length, offset)
-        if len(data) != length:
-            raise CcsError("object spool is shorter than expected", where=name)
-        return data
 
     # ------------------------------------------------------------ one file
 
@@ -333,13 +354,9 @@ class Packer:
             chunks = tuple(hashlib.sha256(view[o : o + n]).hexdigest() for o, n in cuts)
             lengths = tuple(n for _, n in cuts)
             sha = chunks[0] if len(chunks) == 1 else hashlib.sha256(data).hexdigest()
-        if len(chunks) == 1 and sha not in self._early_seen:
-            # A one-chunk file is compressed now, from the bytes just hashed: opening and reading
-            # it again in the compress pass would cost more than its compression.
-            self._early_seen.add(sha)
-            self._early_ids.append((sha, self._frame(sha, data, self._early)))
-        entry, record = file_record(item, sha, chunks, self.config.rules)
-        return PackedFile(item, entry, record, facts, lengths, stamp, debug_of), None
+        if len(data) < self.config.early_bytes:
+            self._compress_early(data, chunks, lengths)
+        return packed_file(item, sha, chunks, lengths, facts, stamp, self.config.rules, debug_of), None
 
     def _cut(
         self, item: TreeItem, fd: int, st: os.stat_result, *, check_debug: bool, debug_of: str

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 from conary.ccs.errors import CcsVerifyError
 
@@ -57,19 +58,36 @@ _TEMPLATE[337:345] = b"0000000\0"
 _TEMPLATE_SUM = sum(_TEMPLATE)
 
 
+_NAME_PAD = bytes(100)
+_AFTER_NAME = bytes(_TEMPLATE[100:124])  # mode, uid, gid
+_AFTER_CHECKSUM = bytes(_TEMPLATE[156:])  # typeflag, magic, version, uname, gname, ...
+
+
+@lru_cache(maxsize=8)
+def _mtime_field(mtime: int) -> tuple[bytes, int]:
+    field = b"%011o\0" % mtime
+    return field, sum(field)
+
+
 def make_header(name: str, size: int, mtime: int) -> bytes:
+    # Joined from fixed pieces: one header per object, thousands per package.
     raw_name = name.encode("ascii")
     if len(raw_name) > 100 or not 0 <= size <= MAX_SIZE or not 0 <= mtime <= MAX_MTIME:
         raise ValueError(f"entry {name!r} does not fit a canonical ustar header")
-    header = bytearray(_TEMPLATE)
-    header[0 : len(raw_name)] = raw_name
     size_field = b"%011o\0" % size
-    mtime_field = b"%011o\0" % mtime
-    header[124:136] = size_field
-    header[136:148] = mtime_field
-    checksum = _TEMPLATE_SUM + sum(raw_name) + sum(size_field) + sum(mtime_field)
-    header[148:156] = b"%06o\0 " % checksum
-    return bytes(header)
+    mtime_field, mtime_sum = _mtime_field(mtime)
+    checksum = _TEMPLATE_SUM + sum(raw_name) + sum(size_field) + mtime_sum
+    return b"".join(
+        (
+            raw_name,
+            _NAME_PAD[len(raw_name) :],
+            _AFTER_NAME,
+            size_field,
+            mtime_field,
+            b"%06o\0 " % checksum,
+            _AFTER_CHECKSUM,
+        )
+    )
 
 
 def padding(size: int) -> bytes:
