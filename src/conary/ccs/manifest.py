@@ -67,21 +67,30 @@ FILE_ORDER = canonical_order(FILE_KEYS)
 TOP_ORDER = canonical_order(TOP_KEYS)
 
 
-def file_to_cbor(f: FileEntry) -> dict[str, Any]:
+def _file_map(
+    path: str, type: str, mode: int, uid: int, gid: int, size: int, sha256: str, chunks: tuple[str, ...],
+    target: str, component: str, config: bool,
+) -> dict[str, Any]:  # fmt: skip
     # written in FILE_ORDER (checked below): one record per file of every package, so no re-sorting
     return {
-        "gid": f.gid,
-        "uid": f.uid,
-        "mode": f.mode,
-        "path": f.path,
-        "size": f.size,
-        "type": f.type,
-        "chunks": [bytes.fromhex(c) for c in f.chunks],
-        "config": f.config,
-        "sha256": bytes.fromhex(f.sha256),
-        "target": f.target,
-        "component": f.component,
+        "gid": gid,
+        "uid": uid,
+        "mode": mode,
+        "path": path,
+        "size": size,
+        "type": type,
+        "chunks": [bytes.fromhex(c) for c in chunks],
+        "config": config,
+        "sha256": bytes.fromhex(sha256),
+        "target": target,
+        "component": component,
     }
+
+
+def file_to_cbor(f: FileEntry) -> dict[str, Any]:
+    return _file_map(
+        f.path, f.type, f.mode, f.uid, f.gid, f.size, f.sha256, f.chunks, f.target, f.component, f.config
+    )
 
 
 if tuple(file_to_cbor(FileEntry("x", "file", 0)).keys()) != FILE_ORDER:  # pragma: no cover
@@ -99,21 +108,7 @@ def encode_regular_file(
 ) -> bytes:  # fmt: skip
     """encode_file() of a regular file, from its fields: packing encodes thousands and needs no
     FileEntry for them."""
-    return cbor2.dumps(
-        {
-            "gid": gid,
-            "uid": uid,
-            "mode": mode,
-            "path": path,
-            "size": size,
-            "type": "file",
-            "chunks": [bytes.fromhex(c) for c in chunks],
-            "config": config,
-            "sha256": bytes.fromhex(sha256),
-            "target": "",
-            "component": component,
-        }
-    )
+    return cbor2.dumps(_file_map(path, "file", mode, uid, gid, size, sha256, chunks, "", component, config))
 
 
 def dependency_to_cbor(d: Dependency) -> dict[str, str]:
