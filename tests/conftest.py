@@ -47,3 +47,16 @@ def conary_bin() -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def shared_source_cache() -> Path:
+    """One content-addressed source cache for every test that fetches real upstream sources.
+
+    Entries are named by checksum and written atomically, so tests (and test runs) can share it
+    safely: a kernel tarball fetched by one test is reused by every other test in the run. CI starts
+    from a fresh clone, so it fills this once per run; `CONARY_TEST_SOURCE_CACHE` moves it.
+    """
+    path = Path(os.environ.get("CONARY_TEST_SOURCE_CACHE", REPO_ROOT / ".cache" / "sources"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
