@@ -29,6 +29,7 @@ from conary.cook.patch import PatchSpec, apply_patches, verify_patch
 from conary.cook.runner import HostRunner, SandboxRunner, shell_argv
 from conary.cook.unpack import copy_source, unpack
 from conary.errors import ConaryError, InputError
+from conary.recipe import TargetMacros, native_target
 
 Progress = Callable[[str], None]
 
@@ -50,6 +51,8 @@ class CookOptions:
     key: Path | None = None  # None: the user's default key (created on first use)
     live_output: bool = False  # copy step output to stderr as it arrives
     source_date_epoch: int | None = None  # None: $SOURCE_DATE_EPOCH, else from the sources
+    # The machine the recipe builds for (%(arch)s, %(cross_compile)s, ...); None: this machine.
+    target: TargetMacros | None = None
     # Added to the manifest's provenance, e.g. {"derivation_key": ...} from the bootstrap.
     extra_provenance: Mapping[str, Any] = field(default_factory=dict, compare=False)
     progress: Progress | None = field(default=None, compare=False)
@@ -239,7 +242,7 @@ def _cook_in(
     timings["prepare"] = time.perf_counter() - started
 
     sde = _source_date_epoch(options, newest)
-    expanded = recipe.expand(_macro_context(recipe, runner.dest_dir))
+    expanded = recipe.expand(_macro_context(recipe, runner.dest_dir, options.target))
     env = step_environment(
         name=recipe.package.name,
         version=recipe.package.version,
@@ -400,7 +403,7 @@ def _jobs(recipe: Any) -> int:
     return recipe.build.jobs or os.cpu_count() or 1
 
 
-def _macro_context(recipe: Any, destdir: str) -> Any:
+def _macro_context(recipe: Any, destdir: str, target: TargetMacros | None) -> Any:
     from conary.recipe import MacroContext
 
     cross = recipe.cross
@@ -411,6 +414,7 @@ def _macro_context(recipe: Any, destdir: str) -> Any:
         target=cross.target if cross is not None else None,
         sysroot=(cross.sysroot if cross is not None and cross.sysroot else "/"),
         stage=stage,
+        machine=target or native_target(),
     )
 
 
@@ -434,7 +438,9 @@ def _cross_tools(recipe: Any) -> CrossTools | None:
     )
 
 
-def _arch(recipe: Any) -> str:
+def _arch(recipe: Any, target: TargetMacros | None) -> str:
+    if target is not None:
+        return target.arch
     if recipe.is_cross and recipe.cross.target:
         return recipe.cross.target.split("-", 1)[0]
     machine = platform.machine() or "x86_64"
@@ -471,7 +477,7 @@ def _package(
         name=pkg.name,
         version=pkg.version,
         release=pkg.release,
-        arch=_arch(recipe),
+        arch=_arch(recipe, options.target),
         summary=pkg.summary or "",
         description=pkg.description or "",
         license=pkg.license or "",

@@ -20,7 +20,16 @@ from conary.recipe.loader import (
     load_recipe,
     loads_recipe,
 )
-from conary.recipe.macros import BUILTINS, MacroContext, MacroError, expand_recipe, host_triple
+from conary.recipe.macros import (
+    BUILTINS,
+    MacroContext,
+    MacroError,
+    TargetMacros,
+    expand_recipe,
+    host_triple,
+    machine_name,
+    native_target,
+)
 from conary.recipe.model import (
     COMPONENT_NAMES,
     CROSS_STAGES,
@@ -66,6 +75,7 @@ __all__ = [
     "RecipeError",
     "SanityCheck",
     "Source",
+    "TargetMacros",
     "check_file",
     "check_path",
     "check_paths",
@@ -75,6 +85,8 @@ __all__ = [
     "host_triple",
     "load_recipe",
     "loads_recipe",
+    "machine_name",
+    "native_target",
     "parse_checksum",
     "recipe_files",
 ]

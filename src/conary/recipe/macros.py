@@ -20,17 +20,66 @@ from conary.errors import InputError
 from conary.recipe.model import STEP_NAMES, Components, Cross, Recipe
 from conary.recipe.problems import Problem
 
-BUILTINS = ("name", "version", "release", "destdir", "jobs", "target", "sysroot", "build", "stage")
+# What a recipe knows of the machine it builds for; see TargetMacros.
+TARGET_MACROS = ("arch", "kernel_arch", "gnu_triple", "musl_triple", "cross_compile", "target_cflags")
+BUILTINS = (
+    "name",
+    "version",
+    "release",
+    "destdir",
+    "jobs",
+    "target",
+    "sysroot",
+    "build",
+    "stage",
+    *TARGET_MACROS,
+)
 
 MACRO_RE = re.compile(r"%(?:(%)|\(([A-Za-z_][A-Za-z0-9_]*)\)(s?))")
 
 
+_KERNEL_ARCH = {"x86_64": "x86", "i686": "x86", "aarch64": "arm64", "riscv64": "riscv"}
+
+
+def machine_name() -> str:
+    """This machine's architecture in Conary's spelling (x86_64, aarch64, riscv64)."""
+    machine = (platform.machine() or "x86_64").lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
 def host_triple() -> str:
     """The GNU triple of this machine, e.g. x86_64-pc-linux-gnu."""
-    machine = platform.machine() or "x86_64"
-    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine.lower(), machine)
+    machine = machine_name()
     vendor = "pc" if machine in ("x86_64", "i386", "i486", "i586", "i686") else "unknown"
     return f"{machine}-{vendor}-linux-gnu"
+
+
+@dataclass(frozen=True)
+class TargetMacros:
+    """The machine a recipe builds for, as the macros %(arch)s, %(kernel_arch)s, %(gnu_triple)s,
+    %(musl_triple)s, %(cross_compile)s and %(target_cflags)s.
+
+    The bootstrap fills it from toolchains/<arch>.toml; a plain cook builds for this machine.
+    `cross_compile` is the tool prefix (``aarch64-linux-gnu-``) when the target is not this machine,
+    and empty otherwise, so one recipe serves native and cross builds (``CROSS_COMPILE=%(cross_compile)s``).
+    """
+
+    arch: str
+    kernel_arch: str
+    gnu_triple: str
+    musl_triple: str
+    cross_compile: str = ""
+    cflags: str = "-O2 -pipe"
+
+
+def native_target() -> TargetMacros:
+    arch = machine_name()
+    return TargetMacros(
+        arch=arch,
+        kernel_arch=_KERNEL_ARCH.get(arch, arch),
+        gnu_triple=f"{arch}-linux-gnu",
+        musl_triple=f"{arch}-linux-musl",
+    )
 
 
 @dataclass(frozen=True)
@@ -47,6 +96,7 @@ class MacroContext:
     sysroot: str = "/"
     build: str = dataclasses.field(default_factory=host_triple)
     stage: str = "final"
+    machine: TargetMacros = dataclasses.field(default_factory=native_target)
 
 
 class MacroError(InputError):
@@ -79,6 +129,12 @@ def builtin_values(recipe: Recipe, context: MacroContext) -> dict[str, str]:
         "sysroot": context.sysroot,
         "build": context.build,
         "stage": context.stage,
+        "arch": context.machine.arch,
+        "kernel_arch": context.machine.kernel_arch,
+        "gnu_triple": context.machine.gnu_triple,
+        "musl_triple": context.machine.musl_triple,
+        "cross_compile": context.machine.cross_compile,
+        "target_cflags": context.machine.cflags,
     }
 
 
