@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from conary import __version__
-from conary.cook.environment import CrossTools, step_environment
+from conary.cook.environment import DEST_DIR, CrossTools, step_environment
 from conary.cook.errors import StepError
 from conary.cook.logs import log_path, step_output, tail
 from conary.cook.patch import PatchSpec, apply_patches, verify_patch
@@ -114,8 +114,12 @@ def _fetcher(options: CookOptions) -> Any:
     )
 
 
-def source_items(recipe: Any) -> list[tuple[str, str, str, str | None]]:
-    """(key, url, checksum, debian) of everything the recipe fetches, in cook order."""
+def source_items(recipe: Any, target: TargetMacros | None = None) -> list[tuple[str, str, str, str | None]]:
+    """(key, url, checksum, debian) of everything the recipe fetches, in cook order.
+
+    URLs are macro-expanded (``hello-%(version)s.tar.gz`` becomes ``hello-2.10.tar.gz``), so the
+    fetcher, the mirror lookup by file name and every message see the real name."""
+    recipe = _expanded(recipe, DEST_DIR, target)
     items: list[tuple[str, str, str, str | None]] = []
     src = recipe.source
     debian = getattr(src, "debian", None)
@@ -129,11 +133,16 @@ def source_items(recipe: Any) -> list[tuple[str, str, str, str | None]]:
     return items
 
 
+def _expanded(recipe: Any, destdir: str, target: TargetMacros | None) -> Any:
+    """*recipe* with its macros expanded for a cook (a no-op for an already expanded recipe)."""
+    return recipe.expand(_macro_context(recipe, destdir, target))
+
+
 def fetch_sources(recipe: Any, recipe_dir: Path, options: CookOptions) -> dict[str, FetchedSource]:
     """Fill the source cache with every source of *recipe*; the only step that uses the network."""
     fetcher = _fetcher(options)
     fetched: dict[str, FetchedSource] = {}
-    for key, url, checksum, debian in source_items(recipe):
+    for key, url, checksum, debian in source_items(recipe, options.target):
         _note(options, f"fetch {url}")
         path = fetcher.fetch(url, checksum, recipe_dir=recipe_dir, debian=debian)
         fetched[key] = FetchedSource(key, url, checksum, Path(path))
@@ -234,15 +243,15 @@ def _cook_in(
         runner = HostRunner(build_host, dest_host)
     where = f"cook {recipe.package.name}-{recipe.package.version}-{recipe.package.release}"
 
+    expanded = _expanded(recipe, runner.dest_dir, options.target)
     started = time.perf_counter()
     _note(options, "unpack", recipe.package.name)
-    newest = _prepare_sources(recipe, recipe_dir, fetched, build_host)
+    newest = _prepare_sources(expanded, recipe_dir, fetched, build_host)
     _note(options, "patch", recipe.package.name)
-    patch_sums = _patch(recipe, recipe_dir, fetched, build_host, logs / "patch.log")
+    patch_sums = _patch(expanded, recipe_dir, fetched, build_host, logs / "patch.log")
     timings["prepare"] = time.perf_counter() - started
 
     sde = _source_date_epoch(options, newest)
-    expanded = recipe.expand(_macro_context(recipe, runner.dest_dir, options.target))
     env = step_environment(
         name=recipe.package.name,
         version=recipe.package.version,
