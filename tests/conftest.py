@@ -6,13 +6,38 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+XDG_DIRS = ("XDG_CACHE_HOME", "XDG_CONFIG_HOME")
+# Variables that would send conary's caches and keys elsewhere than the XDG dirs.
+_REDIRECTS = ("CONARY_SOURCE_CACHE", "CONARY_KEY_DIR")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_xdg_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """XDG_CACHE_HOME and XDG_CONFIG_HOME point at fresh temporary dirs for the whole session, so no
+    test writes to the user's ~/.cache or ~/.config (source cache, work dirs, default signing key,
+    mirror config), even one that forgets its own monkeypatch. Subprocesses inherit them."""
+    base = tmp_path_factory.mktemp("xdg")
+    saved = {name: os.environ.get(name) for name in (*XDG_DIRS, *_REDIRECTS)}
+    dirs = {name: base / name.removeprefix("XDG_").removesuffix("_HOME").lower() for name in XDG_DIRS}
+    for name, path in dirs.items():
+        path.mkdir()
+        os.environ[name] = str(path)
+    for name in _REDIRECTS:
+        os.environ.pop(name, None)
+    yield dirs
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @dataclass(frozen=True)
