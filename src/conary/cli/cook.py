@@ -93,8 +93,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--sysroot",
         type=Path,
+        action="append",
+        default=[],
         metavar="DIR",
-        help="bind this root read-only as the sandbox's toolchain instead of the host /usr",
+        help="use this root read-only as the sandbox's toolchain instead of the host /usr; repeat to "
+        "stack roots (the first given is on top) into one read-only union",
+    )
+    p.add_argument(
+        "--host-seed",
+        action="store_true",
+        help="with --sysroot: put the host toolchain (/usr and the few /etc entries it reads) at the "
+        "bottom of the union, under the sysroots",
     )
     p.add_argument(
         "-j",
@@ -153,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
             mirror_config=args.mirror_config,
             offline=args.offline,
             hermetic=args.hermetic,
-            sysroot=args.sysroot,
+            sysroots=tuple(args.sysroot),
+            host_seed=args.host_seed,
             jobs=args.jobs,
             workdir=args.workdir,
             keep=args.keep,

@@ -31,7 +31,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--ro", action="append", default=[], metavar="PATH|SRC:DEST", help="bind read-only")
     r.add_argument("--rw", action="append", default=[], metavar="PATH|SRC:DEST", help="bind read-write")
-    r.add_argument("--sysroot", metavar="DIR", help="use DIR (read-only) as the toolchain root")
+    r.add_argument(
+        "--sysroot",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="use DIR (read-only) as the toolchain root; repeat to stack roots, the first on top",
+    )
+    r.add_argument(
+        "--host-seed",
+        action="store_true",
+        help="with --sysroot: the host toolchain at the bottom of the union",
+    )
     r.add_argument("--network", action="store_true", help="keep the host network (default: loopback only)")
     r.add_argument("--userns", action="store_true", help="use a user namespace even when root")
     r.add_argument("--env", action="append", default=[], metavar="K=V", help="set a variable inside")
@@ -82,7 +93,7 @@ def _env(pairs: list[str]) -> dict[str, str]:
 
 
 def build_cli_spec(args: argparse.Namespace) -> sandbox.SandboxSpec:
-    toolchain = sandbox.host_toolchain_ops() if args.sysroot is None else sandbox.sysroot_ops(args.sysroot)
+    toolchain = sandbox.layered_root_ops(args.sysroot, host_seed=args.host_seed or not args.sysroot)
     operations = [*sandbox.base_ops(), *toolchain]
     if args.network:
         operations.extend(sandbox.host_network_ops())

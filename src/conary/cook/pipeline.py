@@ -44,7 +44,11 @@ class CookOptions:
     mirror_config: Path | None = None  # None: conary.fetch's default mirror config file
     offline: bool = False
     hermetic: bool = True
-    sysroot: Path | None = None  # toolchain root for the sandbox instead of the host /usr
+    # Toolchain roots for the sandbox, top first, shown as one read-only union (instead of the host
+    # /usr). With none, the host seed is the root.
+    sysroots: tuple[Path, ...] = ()
+    sysroot: Path | None = None  # the older single root: folded on top of sysroots, then None
+    host_seed: bool = False  # the host toolchain at the bottom, under the sysroots
     jobs: int | None = None  # overrides the recipe's build.jobs
     workdir: Path | None = None  # None: a fresh directory under the user's cache
     keep: bool = False  # keep the work directory after a successful cook
@@ -56,6 +60,13 @@ class CookOptions:
     # Added to the manifest's provenance, e.g. {"derivation_key": ...} from the bootstrap.
     extra_provenance: Mapping[str, Any] = field(default_factory=dict, compare=False)
     progress: Progress | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        roots = tuple(Path(p) for p in self.sysroots)
+        if self.sysroot is not None:
+            roots = (Path(self.sysroot), *roots)
+        object.__setattr__(self, "sysroots", roots)
+        object.__setattr__(self, "sysroot", None)
 
 
 @dataclass(frozen=True)
@@ -169,8 +180,9 @@ def cook_recipe(recipe_path: str | os.PathLike[str], options: CookOptions | None
     if options.jobs is not None:
         recipe = dataclasses.replace(recipe, build=dataclasses.replace(recipe.build, jobs=options.jobs))
     recipe_dir = recipe_path.resolve().parent
-    if options.sysroot is not None and not options.sysroot.is_dir():
-        raise InputError("sysroot is not a directory", where=str(options.sysroot))
+    for sysroot in options.sysroots:
+        if not sysroot.is_dir():
+            raise InputError("sysroot is not a directory", where=str(sysroot))
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -238,7 +250,7 @@ def _cook_in(
     recipe_dir = recipe_path.resolve().parent
     runner: HostRunner | SandboxRunner
     if options.hermetic:
-        runner = SandboxRunner(build_host, dest_host, options.sysroot)
+        runner = SandboxRunner(build_host, dest_host, options.sysroots, host_seed=options.host_seed)
     else:
         runner = HostRunner(build_host, dest_host)
     where = f"cook {recipe.package.name}-{recipe.package.version}-{recipe.package.release}"

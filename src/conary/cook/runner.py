@@ -65,10 +65,18 @@ class SandboxRunner:
 
     mode = HERMETIC
 
-    def __init__(self, build_host: Path, dest_host: Path, sysroot: Path | None = None) -> None:
+    def __init__(
+        self,
+        build_host: Path,
+        dest_host: Path,
+        sysroots: Sequence[Path] = (),
+        *,
+        host_seed: bool = False,
+    ) -> None:
         self.build_host = build_host
         self.dest_host = dest_host
-        self.sysroot = sysroot
+        self.sysroots = tuple(sysroots)  # top first; none: the host seed alone
+        self.host_seed = host_seed
 
     @property
     def build_dir(self) -> str:
@@ -82,7 +90,12 @@ class SandboxRunner:
         from conary import sandbox
 
         return sandbox.build_spec(
-            self.build_host, self.dest_host, sysroot=self.sysroot, env=dict(env), cwd=cwd
+            self.build_host,
+            self.dest_host,
+            sysroot=self.sysroots,
+            host_seed=self.host_seed,
+            env=dict(env),
+            cwd=cwd,
         )
 
     def describe(self) -> list[str]:

@@ -13,18 +13,32 @@ a command with `run(spec, argv)`, which returns its exit code.
 Operations (frozen dataclasses with `execute(newroot, context)` and `describe()`):
     Bind(source, dest, readonly=True)  Tmpfs(dest, mode=0o755)  Proc(dest="/proc")  Dev(dest="/dev")
     Dir(dest, mode=0o755)  Symlink(target, dest)  WriteFile(dest, content, mode=0o644)
+    Overlay(lowers, dest)  (read-only union of host directories, top first)
 """
 
 from __future__ import annotations
 
 from conary.sandbox.errors import SandboxError, SandboxTimeout
-from conary.sandbox.ops import Bind, Context, Dev, Dir, Operation, Proc, Symlink, Tmpfs, WriteFile, plan
+from conary.sandbox.ops import (
+    Bind,
+    Context,
+    Dev,
+    Dir,
+    Operation,
+    Overlay,
+    Proc,
+    Symlink,
+    Tmpfs,
+    WriteFile,
+    plan,
+)
 from conary.sandbox.roots import (
     base_ops,
     build_spec,
     etc_ops,
     host_network_ops,
     host_toolchain_ops,
+    layered_root_ops,
     minimal_env,
     sysroot_ops,
 )
@@ -40,6 +54,7 @@ __all__ = [
     "Dev",
     "Dir",
     "Operation",
+    "Overlay",
     "Proc",
     "SandboxError",
     "SandboxSpec",
@@ -54,6 +69,7 @@ __all__ = [
     "etc_ops",
     "host_network_ops",
     "host_toolchain_ops",
+    "layered_root_ops",
     "minimal_env",
     "plan",
     "run",

@@ -289,7 +289,53 @@ class WriteFile:
         return f"file {self.dest} mode={self.mode:04o} ({len(self.content)} bytes)"
 
 
-Operation = Bind | Tmpfs | Proc | Dev | Dir | Symlink | WriteFile
+@dataclass(frozen=True)
+class Overlay:
+    """A read-only union of host directories at *dest*: an overlayfs with *lowers* (top first) as its
+    lower layers and no upper layer, so nothing in the union can be changed from inside."""
+
+    lowers: tuple[str, ...]
+    dest: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lowers", tuple(_check_source(s) for s in self.lowers))
+        object.__setattr__(self, "dest", _check_dest(self.dest, "overlay destination"))
+        if len(self.lowers) < 2:
+            raise SandboxError("an overlay needs at least two layers", where=self.dest)
+
+    def execute(self, newroot: str, context: Context = _NO_CONTEXT) -> None:
+        layers = []
+        for source in self.lowers:
+            fd = context.pins.get(source)
+            layer = f"/proc/self/fd/{fd}" if fd is not None else source
+            # ':' separates layers and ',' options in the mount data; pinned paths never hold either.
+            if any(c in layer for c in ":,\\"):
+                raise OSError(errno.EINVAL, "layer path holds ':', ',' or a backslash", source)
+            layers.append(layer)
+        target = inside(newroot, self.dest)
+        _mountpoint(target, True)
+        flags = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV
+        try:
+            sc.mount("overlay", target, "overlay", flags, "lowerdir=" + ":".join(layers))
+        except OSError as err:
+            raise OSError(
+                err.errno, f"overlay of {' '.join(self.lowers)}: {os.strerror(err.errno)}", target
+            ) from None
+
+    def describe(self) -> str:
+        return f"overlay ro {' + '.join(self.lowers)} -> {self.dest} (top first)"
+
+
+Operation = Bind | Tmpfs | Proc | Dev | Dir | Symlink | WriteFile | Overlay
+
+
+def sources(op: Operation) -> tuple[str, ...]:
+    """The host paths an operation reads from (pinned by the runner before anything is mounted)."""
+    if isinstance(op, Bind):
+        return (op.source,)
+    if isinstance(op, Overlay):
+        return op.lowers
+    return ()
 
 
 def _depth_key(op: Operation) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from typing import IO
 from conary.errors import ConaryError
 from conary.sandbox import syscalls as sc
 from conary.sandbox.errors import SandboxError, SandboxTimeout
-from conary.sandbox.ops import INIT_PID_NAMESPACE_INODE, Bind, Context, Dev, Operation
+from conary.sandbox.ops import INIT_PID_NAMESPACE_INODE, Context, Dev, Operation, sources
 from conary.sandbox.spec import SandboxSpec
 from conary.sandbox.support import check_support
 
@@ -124,8 +124,9 @@ def _read_message(fd: int) -> bytes:
 
 def _check_sources(spec: SandboxSpec, operations: Sequence[Operation]) -> None:
     for op in operations:
-        if isinstance(op, Bind) and not os.path.exists(op.source):
-            raise SandboxError("bind source does not exist", where=op.source)
+        for source in sources(op):
+            if not os.path.exists(source):
+                raise SandboxError(f"{type(op).__name__.lower()} source does not exist", where=source)
     if spec.chroot_root is not None and not os.path.isdir(spec.chroot_root):
         raise SandboxError("chroot root is not a directory", where=spec.chroot_root)
 
@@ -329,8 +330,9 @@ def _build_root(spec: SandboxSpec, flags: int, nested: bool, operations: Sequenc
     # Pinned now (inside the new mount namespace, where the mounts they point into live), used below.
     pins: dict[str, int] = {}
     for op in operations:
-        if isinstance(op, Bind) and op.source not in pins:
-            pins[op.source] = os.open(op.source, os.O_PATH | os.O_CLOEXEC)
+        for source in sources(op):
+            if source not in pins:
+                pins[source] = os.open(source, os.O_PATH | os.O_CLOEXEC)
     newroot = _STAGING
     if spec.chroot_root is None:
         sc.mount("tmpfs", newroot, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0755")
