@@ -1,11 +1,26 @@
-"""`conary recipe check|show`: validate recipe files, print a recipe with its macros expanded."""
+"""`conary recipe check|show|bump`: validate recipes, print one expanded, move one to a new version."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from conary.cli import output
+from conary.errors import InputError
 from conary.recipe import MacroContext, Recipe, check_paths, load_recipe
+
+BUMP_DESCRIPTION = """\
+Rewrite RECIPE's version and checksum (and its archive URL, where the URL names the version) to the
+tarball Debian ships now, and print the change as a diff. Only those values change: comments,
+order and layout stay as written. The file is replaced atomically.
+
+The Debian source package is the recipe's source.debian, else its package name. bump downloads the
+package with apt (through a private apt state derived from the machine's apt sources) and takes the
+orig tarball's digest, so a file that Debian's index lists but its pool lacks is reported here. The
+tarball also goes into the source cache, so the next cook does not fetch it again.
+
+A checksum mismatch from the Debian provider during a cook names this command."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show = sub.add_parser(
         "show",
         help="print a recipe with its macros expanded",
-        description="Print a recipe with every %%(macro)s expanded for the given build context.",
+        description="Print a recipe with every %(macro)s expanded for the given build context.",
     )
     show.add_argument("recipe", metavar="RECIPE", help="recipe file")
     show.add_argument("--json", action="store_true", help="print the full model as JSON")
@@ -43,6 +58,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--sysroot", default="/", help="value of %%(sysroot)s (default: /)")
     show.add_argument("--stage", default=None, help="value of %%(stage)s (default: cross.stage or final)")
     show.set_defaults(func=_show)
+
+    bump = sub.add_parser(
+        "bump",
+        help="move a recipe to the version and checksum Debian ships",
+        description=BUMP_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bump.add_argument("recipe", metavar="RECIPE", type=Path, help="recipe file to rewrite")
+    bump.add_argument(
+        "--from-debian",
+        action="store_true",
+        help="take the new version from Debian's source archive (the one source bump knows)",
+    )
+    bump.add_argument(
+        "--suite",
+        metavar="SUITE",
+        help="look in this Debian suite (e.g. trixie, sid) through the machine's archive, instead of "
+        "the machine's own suites",
+    )
+    bump.add_argument("--dry-run", action="store_true", help="print the diff without writing the file")
+    bump.add_argument(
+        "--source-cache",
+        type=Path,
+        metavar="DIR",
+        help="source cache that receives the new tarball (default: as for conary cook)",
+    )
+    bump.set_defaults(func=_bump)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -73,6 +115,28 @@ def _show(args: argparse.Namespace) -> int:
         output.emit_json(recipe.to_dict())
     else:
         print(render_recipe(recipe))
+    return 0
+
+
+def _bump(args: argparse.Namespace) -> int:
+    from conary.cook.bump import plan_bump_from_debian, write_bump  # apt and the cook layer: not for --help
+
+    if not args.from_debian:
+        raise InputError(
+            "bump needs to know where the new version comes from", where="conary recipe bump",
+            hint="give --from-debian",
+        )  # fmt: skip
+    plan = plan_bump_from_debian(args.recipe, suite=args.suite, cache_dir=args.source_cache)
+    where = f"Debian's {plan.package} {plan.debian_version}" + (f" in {plan.suite}" if plan.suite else "")
+    if not plan.changed:
+        output.notice(f"{args.recipe} already pins {where} ({plan.tarball}, {plan.checksum})")
+        return 0
+    sys.stdout.write(plan.diff())
+    if args.dry_run:
+        output.notice(f"not written (--dry-run): {plan.old_version} -> {plan.new_version} from {where}")
+        return 0
+    write_bump(plan)
+    output.notice(f"bumped {args.recipe}: {plan.old_version} -> {plan.new_version} from {where}")
     return 0
 
 

@@ -155,7 +155,8 @@ def fetch_sources(recipe: Any, recipe_dir: Path, options: CookOptions) -> dict[s
     fetched: dict[str, FetchedSource] = {}
     for key, url, checksum, debian in source_items(recipe, options.target):
         _note(options, f"fetch {url}")
-        path = fetcher.fetch(url, checksum, recipe_dir=recipe_dir, debian=debian)
+        version = recipe.package.version if key == "source.archive" else None
+        path = fetcher.fetch(url, checksum, recipe_dir=recipe_dir, debian=debian, version=version)
         fetched[key] = FetchedSource(key, url, checksum, Path(path))
     return fetched
 

@@ -10,6 +10,11 @@ Recipe syntax (in ``[source]`` and in ``[[source.additional]]`` entries)::
 
     debian = "hello"           # Debian source package; apt's candidate version
     debian = "hello=2.10-3"    # an exact Debian version
+
+When no file of the package has the pinned digest, the provider says which file it compared (the
+orig tarball), its digest and the Debian version it came from; when apt cannot find a pinned Debian
+version, it names the versions the archive ships; when the index lists a file the pool no longer
+has (a 404 from the pool), it says so rather than "not found".
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 from conary.errors import InputError
 from conary.fetch.cache import SourceCache
 from conary.fetch.checksum import Checksum, digest_file
-from conary.fetch.errors import SourceUnavailable
+from conary.fetch.errors import DebianChecksumMismatch, SourceUnavailable
 from conary.fsutil import atomic_write_bytes, require_tool
 
 LISTS_MAX_AGE = 6 * 3600.0
@@ -39,6 +44,59 @@ APT_TIMEOUT = 1800.0
 
 _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _VERSION = re.compile(r"[0-9A-Za-z.+~:-]+")
+_SUITE = re.compile(r"[a-z0-9][a-z0-9.-]*")
+# Suffixes Debian gives a repacked upstream tarball (1.2.13.dfsg, 2.0+ds1, 3.1+repack).
+_REPACK = re.compile(r"[.+~](?:dfsg|ds|repack)[0-9.]*$")
+# apt-get's progress lines name the package and version of each file: "Err:2 URI SUITE hello 2.10-3 (tar)".
+_APT_ITEM = re.compile(r"^(?:Get|Err|Hit|Ign):\d+ \S+ \S+ (\S+) (\S+) \(")
+_POOL_MISS = re.compile(r"Failed to fetch (\S+)\s+(404\s+.*?)(?:\s+\[IP:.*)?$")
+
+
+def upstream_version(debian_version: str) -> str:
+    """The upstream part of a Debian version, without a repack suffix: 1:1.2.13.dfsg-1 -> 1.2.13."""
+    version = debian_version.split(":", 1)[-1]
+    if "-" in version:
+        version = version.rsplit("-", 1)[0]
+    return _REPACK.sub("", version)
+
+
+def main_tarball(package: str, debian_version: str, names: Iterable[str]) -> str | None:
+    """The upstream tarball among a source package's file names: the orig tarball (not a component
+    tarball or a signature), else a native package's own tarball."""
+    version = debian_version.split(":", 1)[-1]
+    upstream = version.rsplit("-", 1)[0] if "-" in version else version
+    names = [n for n in names if not n.endswith(".asc")]
+    for prefix in (f"{package}_{upstream}.orig.tar.", f"{package}_{version}.tar."):
+        found = [n for n in names if n.startswith(prefix)]
+        if found:
+            return found[0]
+    return None
+
+
+def dsc_version(path: Path) -> str | None:
+    """The Version field of a .dsc file (signed or not)."""
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("Version:"):
+            return line.partition(":")[2].strip()
+    return None
+
+
+@dataclass(frozen=True)
+class DebianRelease:
+    """What Debian ships for a source package: its version and the files apt downloaded."""
+
+    package: str
+    version: str  # the full Debian version, e.g. 2.10-3 or 1:1.2.13.dfsg-1
+    files: tuple[Path, ...]
+
+    @property
+    def upstream_version(self) -> str:
+        return upstream_version(self.version)
+
+    @property
+    def tarball(self) -> Path | None:
+        name = main_tarball(self.package, self.version, (p.name for p in self.files))
+        return next((p for p in self.files if p.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -59,6 +117,7 @@ class DebianSpec:
 
     @classmethod
     def parse(cls, text: str | DebianSpec) -> DebianSpec:
+        """``"hello"`` or ``"hello=2.10-3"``; a DebianSpec is returned as it is."""
         if isinstance(text, DebianSpec):
             return text
         package, sep, version = str(text).strip().partition("=")
@@ -207,6 +266,20 @@ def derive_source_entries(etc_apt: Path = Path("/etc/apt")) -> list[SourceEntry]
     return list(dict.fromkeys(entries))
 
 
+def retarget_suite(entries: Iterable[SourceEntry], suite: str) -> list[SourceEntry]:
+    """The entries of a release suite (bookworm, not bookworm-updates or -security) pointed at
+    *suite* instead, for looking at another Debian release through the machine's own archive."""
+    if not _SUITE.fullmatch(suite):
+        raise InputError(f"invalid Debian suite '{suite}'", hint="e.g. --suite trixie or --suite sid")
+    found = []
+    for entry in entries:
+        suites = (entry.get("Suites") or "").split()
+        if not any("-" not in s and "/" not in s for s in suites):
+            continue
+        found.append(SourceEntry(tuple((k, suite if k.lower() == "suites" else v) for k, v in entry.fields)))
+    return list(dict.fromkeys(found))
+
+
 def render_sources(entries: Iterable[SourceEntry]) -> str:
     return "\n".join(entry.render() for entry in entries)
 
@@ -224,13 +297,19 @@ class DebianSourceProvider:
         *,
         etc_apt: Path = Path("/etc/apt"),
         lists_max_age: float = LISTS_MAX_AGE,
+        suite: str | None = None,
     ) -> None:
+        """*suite*: look at this Debian suite (e.g. trixie) instead of the machine's own, through the
+        machine's archive entries; give each suite its own *state_dir*."""
         self.state_dir = Path(state_dir)
         self.etc_apt = etc_apt
         self.lists_max_age = lists_max_age
+        self.suite = suite
+        if suite is not None:
+            retarget_suite([], suite)  # validates the name before anything runs
 
     def describe(self, spec: DebianSpec) -> str:
-        return f"debian source {spec}"
+        return f"debian source {spec}" + (f" in {self.suite}" if self.suite else "")
 
     def retrieve(self, spec: DebianSpec, checksum: Checksum, cache: SourceCache) -> Path:
         """Download *spec*'s files and add the one matching *checksum* to the cache.
@@ -251,11 +330,21 @@ class DebianSourceProvider:
                     self._update(sources)
                     result = self._apt(["source", "--download-only", spec.apt_argument()], cwd=work)
                 if result.returncode != 0:
-                    raise SourceUnavailable(f"apt-get source failed: {_apt_error(result.stdout)}")
+                    raise SourceUnavailable(self._explain_failure(spec, result.stdout))
                 files = sorted(p for p in work.iterdir() if p.is_file())
                 for path in files:
                     if digest_file(path, checksum.algo) == checksum:
                         return cache.add_file(path, checksum, origin=f"{self.describe(spec)}: {path.name}")
+                release = _release_of(spec, files)
+                tarball = release.tarball if release is not None else None
+                if release is not None and tarball is not None:
+                    raise DebianChecksumMismatch(
+                        release.package,
+                        release.version,
+                        tarball.name,
+                        str(digest_file(tarball, checksum.algo)),
+                        upstream_version(release.version),
+                    )
                 names = ", ".join(p.name for p in files) or "nothing"
                 raise SourceUnavailable(f"no matching file; apt downloaded {names}")
 
@@ -267,9 +356,44 @@ class DebianSourceProvider:
             sources = self._write_sources()
             self._update_if_stale(sources, max_age=self.lists_max_age)
             result = self._apt(["source", "--download-only", spec.apt_argument()], cwd=dest)
-        if result.returncode != 0:
-            raise SourceUnavailable(f"apt-get source failed: {_apt_error(result.stdout)}")
+            if result.returncode != 0:
+                raise SourceUnavailable(self._explain_failure(spec, result.stdout))
         return sorted(p for p in dest.iterdir() if p.is_file())
+
+    def release(self, spec: DebianSpec, dest: Path) -> DebianRelease:
+        """Download what Debian ships for *spec* into *dest*, and say which version it is."""
+        files = self.download(spec, dest)
+        found = _release_of(spec, files)
+        if found is None:
+            names = ", ".join(p.name for p in files) or "nothing"
+            raise SourceUnavailable(f"apt downloaded no .dsc for {spec}: {names}")
+        return found
+
+    def _versions(self, package: str) -> list[str]:
+        """The versions of source package *package* in the private apt index (call it locked)."""
+        result = self._apt(["showsrc", "--only-source", package], cwd=self.state_dir, tool="apt-cache")
+        lines = result.stdout.splitlines()
+        return list(dict.fromkeys(line[8:].strip() for line in lines if line.startswith("Version:")))
+
+    def _explain_failure(self, spec: DebianSpec, output: str) -> str:
+        """One reason for a failed ``apt-get source``: a file missing from the pool, a pinned version
+        the archive does not have (naming the ones it has), or apt's own error."""
+        misses = [m for line in output.splitlines() if (m := _POOL_MISS.search(line))]
+        if misses:
+            versions = [m.group(2) for line in output.splitlines() if (m := _APT_ITEM.match(line))]
+            listed = f"{spec.package} {versions[0]}" if versions else str(spec)
+            names = ", ".join(m.group(1).rsplit("/", 1)[-1] for m in misses)
+            status = " ".join(misses[0].group(2).split())
+            return (
+                f"Debian's index lists {listed}, but its pool lacks {names} ({status}): "
+                "the archive dropped it after publishing the index; retry after the next archive update, "
+                "or pin a version the pool has"
+            )
+        if spec.version is not None and f"Can not find version '{spec.version}'" in output:
+            shipped = self._versions(spec.package)
+            now = f"it ships {', '.join(shipped)}" if shipped else "it ships no version of it"
+            return f"Debian does not ship {spec.package} {spec.version} (any more): {now}"
+        return f"apt-get source failed: {_apt_error(output)}"
 
     # -- private apt state ------------------------------------------------------------------------
 
@@ -295,6 +419,11 @@ class DebianSourceProvider:
         entries = derive_source_entries(self.etc_apt)
         if not entries:
             raise SourceUnavailable(f"no apt sources found in {self.etc_apt} to derive deb-src entries from")
+        if self.suite is not None:
+            entries = retarget_suite(entries, self.suite)
+            if not entries:
+                where = f"no release suite in {self.etc_apt} to point at {self.suite}"
+                raise SourceUnavailable(where)
         text = render_sources(entries)
         parts = self.state_dir / "etc" / "sources.list.d"
         target = parts / "conary.sources"
@@ -361,9 +490,11 @@ class DebianSourceProvider:
             args += ["-o", f"{name}={value}"]
         return args
 
-    def _apt(self, command: list[str], *, cwd: Path) -> subprocess.CompletedProcess[str]:
+    def _apt(
+        self, command: list[str], *, cwd: Path, tool: str = "apt-get"
+    ) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive")
-        argv = ["apt-get", "-q", *self.apt_options(), *command]
+        argv = [tool, "-q", *self.apt_options(), *command]
         try:
             return subprocess.run(
                 argv,
@@ -377,7 +508,16 @@ class DebianSourceProvider:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise SourceUnavailable(f"apt-get {command[0]} timed out after {APT_TIMEOUT:g} s")
+            raise SourceUnavailable(f"{tool} {command[0]} timed out after {APT_TIMEOUT:g} s")
+
+
+def _release_of(spec: DebianSpec, files: Iterable[Path]) -> DebianRelease | None:
+    """The release apt downloaded, from its .dsc (None when there is none)."""
+    files = tuple(files)
+    for path in files:
+        if path.name.endswith(".dsc") and (version := dsc_version(path)):
+            return DebianRelease(spec.package, version, files)
+    return None
 
 
 def _apt_error(output: str) -> str:

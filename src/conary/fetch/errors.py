@@ -14,13 +14,24 @@ class FetchError(ConaryError):
 class ChecksumMismatchError(FetchError):
     """A source delivered bytes whose checksum differs from the expected one."""
 
-    def __init__(self, origin: str, expected: str, actual: str, *, also_tried: str | None = None) -> None:
-        what = f"checksum mismatch for {origin}: expected {expected}, got {actual}"
-        if also_tried:
-            what += f"; also tried: {also_tried}"
+    def __init__(
+        self,
+        origin: str,
+        expected: str,
+        actual: str,
+        *,
+        also_tried: str | None = None,
+        what: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        if what is None:
+            what = f"checksum mismatch for {origin}: expected {expected}, got {actual}"
+            if also_tried:
+                what += f"; also tried: {also_tried}"
         super().__init__(
             what,
-            hint="the source changed or is corrupt; check it, and update the recipe's checksum "
+            hint=hint
+            or "the source changed or is corrupt; check it, and update the recipe's checksum "
             "only if the new bytes are trusted",
         )
         self.origin = origin
@@ -37,3 +48,15 @@ class SourceUnavailable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class DebianChecksumMismatch(SourceUnavailable):
+    """Debian's archive had the package, but its tarball's digest is not the pinned one."""
+
+    def __init__(self, package: str, version: str, filename: str, actual: str, upstream_version: str) -> None:
+        super().__init__(f"Debian's {filename} ({package} {version}) is {actual}")
+        self.package = package
+        self.version = version  # the full Debian version
+        self.filename = filename
+        self.actual = actual
+        self.upstream_version = upstream_version

@@ -18,7 +18,13 @@ from urllib.parse import unquote, urlsplit
 from conary.fetch.cache import SourceCache, default_cache_dir
 from conary.fetch.checksum import Checksum
 from conary.fetch.debian import DebianSourceProvider, DebianSpec, default_state_dir
-from conary.fetch.errors import OFFLINE_HINT, ChecksumMismatchError, FetchError, SourceUnavailable
+from conary.fetch.errors import (
+    OFFLINE_HINT,
+    ChecksumMismatchError,
+    DebianChecksumMismatch,
+    FetchError,
+    SourceUnavailable,
+)
 from conary.fetch.http import HttpDownloader
 from conary.fetch.mirrors import HttpMirror, Mirror, configured_mirrors
 
@@ -65,12 +71,15 @@ class Fetcher:
         recipe_dir: Path | None = None,
         debian: DebianSpec | str | None = None,
         filename: str | None = None,
+        version: str | None = None,
     ) -> Path:
         """Return the cache path of the bytes *checksum* names, fetching them if needed.
 
         *url*: http(s) URL, ``file:`` URL, or a path (relative paths are relative to *recipe_dir*, else
         the current directory). *debian*: ``"package[=version]"`` whose source files may hold the bytes.
         *filename*: the name to look up on mirrors; defaults to the URL's last path segment.
+        *version*: the upstream version the recipe pins, so that a Debian tarball of another version
+        is reported as an outdated pin rather than as a checksum typo.
         The cache file has no extension: take the archive format from the URL's file name.
         Raises FetchError (ChecksumMismatchError when some source had different bytes).
         """
@@ -84,13 +93,20 @@ class Fetcher:
             hit = self.cache.path_for(cs)  # another process may have fetched it while we waited
             if hit is not None:
                 return hit
-            return self._fetch_uncached(url, cs, recipe_dir, spec, name)
+            return self._fetch_uncached(url, cs, recipe_dir, spec, name, version)
 
     def _fetch_uncached(
-        self, url: str, cs: Checksum, recipe_dir: Path | None, spec: DebianSpec | None, name: str
+        self,
+        url: str,
+        cs: Checksum,
+        recipe_dir: Path | None,
+        spec: DebianSpec | None,
+        name: str,
+        version: str | None,
     ) -> Path:
         tried: list[str] = ["cache"]
         mismatches: list[_Mismatch] = []
+        debian_mismatch: DebianChecksumMismatch | None = None
 
         def attempt(label: str, locations: Sequence[str]) -> Path | None:
             reasons: list[str] = []
@@ -120,6 +136,9 @@ class Fetcher:
             else:
                 try:
                     return self.debian.retrieve(spec, cs, self.cache)
+                except DebianChecksumMismatch as exc:
+                    debian_mismatch = exc
+                    tried.append(f"{self.debian.describe(spec)} ({exc.reason})")
                 except SourceUnavailable as exc:
                     tried.append(f"{self.debian.describe(spec)} ({exc.reason})")
         if local is None:
@@ -131,6 +150,8 @@ class Fetcher:
             elif found := attempt(url, [url]):
                 return found
         summary = ", ".join(tried)
+        if debian_mismatch is not None:
+            raise _debian_mismatch(debian_mismatch, str(cs), version, name or url)
         if mismatches:
             first = mismatches[0]
             raise ChecksumMismatchError(first.origin, str(cs), first.actual, also_tried=summary)
@@ -146,6 +167,29 @@ class Fetcher:
             raise SourceUnavailable("not found")
         except PermissionError:
             raise SourceUnavailable("permission denied")
+
+
+def _debian_mismatch(
+    found: DebianChecksumMismatch, expected: str, version: str | None, where: str
+) -> ChecksumMismatchError:
+    """Debian's tarball is not the pinned one: either the recipe pins a version Debian no longer
+    ships (name the one it ships), or the pinned digest is wrong (show both digests)."""
+    bump = "'conary recipe bump RECIPE --from-debian'"
+    if version is not None and version != found.upstream_version:
+        what = (
+            f"checksum mismatch: the recipe pins {found.package} {version} ({expected}), but Debian "
+            f"ships {found.package} {found.version} now: {found.filename} is {found.actual}"
+        )
+        hint = f"{bump} moves the recipe to {found.upstream_version}, or add a mirror that has {version}"
+    else:
+        what = (
+            f"checksum mismatch: Debian's {found.filename} ({found.package} {found.version}) is "
+            f"{found.actual}, the recipe pins {expected}"
+        )
+        hint = f"check the recipe's checksum for a typo; if Debian's bytes are the ones you want, run {bump}"
+    error = ChecksumMismatchError(found.filename, expected, found.actual, what=what, hint=hint)
+    error.where = where
+    return error
 
 
 def _local_path(url: str, recipe_dir: Path | None) -> Path | None:
