@@ -1,0 +1,280 @@
+"""`conary bootstrap`: take a target from a pinned seed through a profile's stages (docs/bootstrap.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from conary.bootstrap import (
+    DEFAULT_WORK,
+    SEED_MODES,
+    BootstrapConfig,
+    DryRunOptions,
+    DryRunReport,
+    config_path,
+    dry_run,
+    load_config,
+    load_profile,
+    prerequisites,
+    save_config,
+)
+from conary.cli import output
+from conary.errors import ConaryError, InputError
+from conary.recipe import machine_name
+from conary.sandbox import check_support
+from conary.targets import load_target
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bootstrap",
+        help="bootstrap a system for a target from a pinned seed, stage by stage",
+        description=(
+            "Bootstrap a system: from a seed of pinned Debian packages (Stage0) through the stages of "
+            "a profile (stages/<profile>.toml: stage1, stage2, base, conary, image) for a target "
+            "(toolchains/<arch>.toml). 'init' records the choices in a work dir; every other "
+            "subcommand reads them from there. See docs/bootstrap.md."
+        ),
+    )
+    p.set_defaults(func=lambda _args: _usage(p))
+    sub = p.add_subparsers(dest="bootstrap_command", metavar="SUBCOMMAND", parser_class=type(p))
+
+    init = sub.add_parser(
+        "init",
+        help="create a work dir and record the target, profile and options",
+        description=(
+            "Create (or update) a bootstrap work dir and record the choices in DIR/bootstrap.toml, "
+            "written atomically. Later subcommands take them from there."
+        ),
+    )
+    init.add_argument("--target", required=True, metavar="ARCH", help="x86_64, aarch64 or riscv64")
+    init.add_argument(
+        "--profile", default="minimal", metavar="NAME", help="profile in stages/ (default: minimal)"
+    )
+    _work_option(init)
+    init.add_argument("--jobs", type=int, default=1, metavar="N", help="packages built at once (default: 1)")
+    init.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="M",
+        help="a source mirror, directory or http(s) base (repeatable)",
+    )
+    init.add_argument(
+        "--source-cache",
+        default=None,
+        metavar="DIR",
+        help="source cache (default: conary's, $XDG_CACHE_HOME/conary/sources)",
+    )
+    init.add_argument(
+        "--seed",
+        choices=SEED_MODES,
+        default="lock",
+        help="'lock': the Debian packages pinned in stages/seed/ARCH.lock (default); "
+        "'host': the host's /usr, read-only, under every build root (quick, not reproducible)",
+    )
+    init.add_argument("--skip-stage2", action="store_true", help="leave out the optional Stage2 rebuild")
+    init.add_argument(
+        "--skip-conary",
+        action="store_true",
+        help="leave out the optional Conary stage (where the target does not require it)",
+    )
+    init.set_defaults(func=_init)
+
+    check = sub.add_parser(
+        "check",
+        help="list the host prerequisites, with the Debian package for each missing one",
+        description=(
+            "List what the host needs to bootstrap the work dir's target (or --target): the programs "
+            "it runs and user namespaces for the sandbox. Each missing program comes with the Debian "
+            "package that provides it. Exits 1 when something is missing."
+        ),
+    )
+    _work_option(check)
+    check.add_argument("--target", default=None, metavar="ARCH", help="instead of the work dir's target")
+    check.add_argument("--no-image", action="store_true", help="leave out the image stage's tools")
+    check.add_argument("--json", action="store_true", help="print the list as JSON")
+    check.set_defaults(func=_check)
+
+    dry = sub.add_parser(
+        "dry-run",
+        help="resolve and validate everything; list packages, actions and sources; build nothing",
+        description=(
+            "Resolve the profile for the target, validate every recipe, and list per stage each "
+            "package with the action a run would take and why, and each source as present in the "
+            "source cache or a mirror, or missing. Nothing is built or downloaded. Exits 1 when a "
+            "source or the seed lock is missing or a recipe does not validate. Takes the work dir's "
+            "choices, or --profile and --target without a work dir."
+        ),
+    )
+    _work_option(dry)
+    dry.add_argument("--profile", default=None, metavar="NAME", help="instead of the work dir's profile")
+    dry.add_argument("--target", default=None, metavar="ARCH", help="instead of the work dir's target")
+    dry.add_argument(
+        "--mirror", action="append", default=[], metavar="M", help="an extra source mirror (repeatable)"
+    )
+    dry.add_argument(
+        "--source-cache", default=None, metavar="DIR", help="instead of the work dir's source cache"
+    )
+    dry.add_argument("--json", action="store_true", help="print the plan as JSON")
+    dry.set_defaults(func=_dry_run)
+
+
+def _work_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--work",
+        default=os.environ.get("CONARY_BOOTSTRAP_WORK", str(DEFAULT_WORK)),
+        metavar="DIR",
+        help=f"the bootstrap work dir (default: $CONARY_BOOTSTRAP_WORK, else ./{DEFAULT_WORK})",
+    )
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+# --------------------------------------------------------------------------- init / check
+
+
+def _init(args: argparse.Namespace) -> int:
+    target = load_target(args.target)
+    profile = load_profile(args.profile)
+    if target.arch not in profile.targets:
+        raise InputError(
+            f"profile {profile.name} does not support target {target.arch}",
+            where=str(profile.path),
+            hint=f"its targets: {', '.join(profile.targets)}",
+        )
+    if args.jobs < 1:
+        raise InputError("--jobs must be at least 1", where="bootstrap init")
+    conary_required = "conary" in profile.stage_names() and not profile.stage("conary").is_optional_for(
+        target.arch
+    )
+    if args.skip_conary and conary_required:
+        raise InputError(
+            f"the conary stage is required for {target.arch}",
+            where=str(profile.path),
+            hint="drop --skip-conary",
+        )
+    config = BootstrapConfig(
+        work=Path(args.work),
+        target=target.arch,
+        profile=args.profile,
+        jobs=args.jobs,
+        mirrors=tuple(args.mirror),
+        source_cache=Path(args.source_cache).resolve() if args.source_cache else None,
+        skip_stage2=args.skip_stage2,
+        skip_conary=args.skip_conary,
+        seed=args.seed,
+    )
+    path = save_config(config)
+    if config.seed == "host":
+        output.warn("the seed is the host's /usr: the result depends on this machine and is not reproducible")
+    print(f"bootstrap {profile.name} for {target.arch} in {config.work} (choices in {path})")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    arch = args.target
+    if arch is None:
+        arch = (
+            load_config(Path(args.work)).target if config_path(Path(args.work)).is_file() else machine_name()
+        )
+    target = load_target(arch)
+    found = prerequisites(target, image=not args.no_image)
+    sandbox_problem = ""
+    try:
+        check_support()
+    except ConaryError as err:
+        sandbox_problem = err.render()
+    missing = [p for p in found if not p.ok]
+    if args.json:
+        output.emit_json(
+            {
+                "target": target.arch,
+                "ok": not missing and not sandbox_problem,
+                "prerequisites": [
+                    {
+                        "tool": p.tool,
+                        "debian_package": p.debian_package,
+                        "purpose": p.purpose,
+                        "found": p.found,
+                    }
+                    for p in found
+                ],
+                "sandbox": sandbox_problem or "ok",
+            }
+        )
+    else:
+        for p in found:
+            state = p.found if p.ok else f"MISSING: apt-get install {p.debian_package}"
+            print(f"{p.tool:<22} {state}  ({p.purpose})")
+        print(f"{'user namespaces':<22} {sandbox_problem or 'ok'}  (the build sandbox)")
+        if missing:
+            packages = " ".join(sorted({p.debian_package for p in missing}))
+            print(f"{len(missing)} missing: apt-get install {packages}")
+    return 1 if missing or sandbox_problem else 0
+
+
+# --------------------------------------------------------------------------- dry-run
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    work = Path(args.work)
+    config = load_config(work) if config_path(work).is_file() else None
+    profile_name = args.profile or (config.profile if config else None)
+    arch = args.target or (config.target if config else None)
+    if profile_name is None or arch is None:
+        raise InputError(
+            "no work dir here, so dry-run needs --profile and --target",
+            where=str(work),
+            hint="give --profile NAME --target ARCH, or run 'conary bootstrap init' first",
+        )
+    cache = args.source_cache or (config.source_cache if config else None)
+    options = DryRunOptions(
+        source_cache=Path(cache) if cache else None,
+        mirrors=tuple(config.mirrors if config else ()) + tuple(args.mirror),
+        skip_stage2=config.skip_stage2 if config else False,
+        skip_conary=config.skip_conary if config else False,
+        seed=config.seed if config else "lock",
+    )
+    report = dry_run(load_profile(profile_name), load_target(arch), options)
+    if args.json:
+        output.emit_json(report.to_json())
+    else:
+        _print_plan(report)
+    return 0 if report.ok else 1
+
+
+def _print_plan(report: DryRunReport) -> None:
+    seed = report.seed
+    print(f"profile {report.profile.name} ({report.profile.path}), target {report.target.arch}")
+    if seed.mode == "host":
+        print("seed: the host's /usr (--seed host)")
+    else:
+        state = "present" if seed.lock_present else "MISSING (run 'conary bootstrap seed --lock')"
+        count = len(seed.packages)
+        print(f"seed: {count} Debian packages from {seed.suite} and their closure; lock {seed.lock}: {state}")
+    for stage in report.stages:
+        note = f" (skipped: {stage.reason})" if stage.skipped else ""
+        print(f"{stage.name}: {stage.summary}{note}")
+        for package in stage.packages:
+            print(f"  {package.name} {package.version}-{package.release}  {package.action}: {package.reason}")
+            for source in package.sources:
+                print(f"    {source.checksum}  {source.state}  {source.url}")
+                if source.state == "missing":
+                    print(f"      {source.location}")
+    for problem in report.problems:
+        print(f"{problem.where}: error: {problem.what}")
+    packages = sum(len(s.packages) for s in report.stages)
+    sources = report.sources()
+    missing = report.missing()
+    print(
+        f"{packages} packages in {len(report.stages)} stages, {len(sources)} sources: "
+        f"{len(sources) - len(missing)} present, {len(missing)} missing; "
+        f"{len(report.problems)} errors, {report.warnings} warnings"
+    )
+    if missing:
+        print("missing sources: fetch them ('conary cook --fetch-only RECIPE') or give a --mirror")
