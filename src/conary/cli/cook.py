@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from conary.cli import output
 from conary.errors import ConaryError, InputError
@@ -179,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
         for recipe in args.recipes:
             try:
                 results.append(cook_recipe(recipe, options))
+                if progress is not None:
+                    progress(f"{results[-1].name}: done")
             except ConaryError as err:
                 _explain_failure(err)
                 raise
@@ -238,12 +243,17 @@ def _result_json(result) -> dict:  # type: ignore[no-untyped-def, type-arg]
 
 @contextlib.contextmanager
 def _progress(*, enabled: bool) -> Iterator[Callable[[str], None] | None]:
-    """A one-line status on stderr (only on a terminal): which recipe stage is running.
+    """Which recipe stage is running, on stderr.
 
-    It is redrawn only when the stage changes, with no refresh thread: packaging forks worker
-    processes only while no other thread runs."""
-    if not enabled or not output.stderr.is_terminal:
+    On a terminal: a one-line status, redrawn only when the stage changes, with no refresh thread
+    (packaging forks worker processes only while no other thread runs). Without one (CI logs): one
+    line as each step starts, with the time since the cook started, so a long build is never silent
+    and the log shows how long each step took."""
+    if not enabled:
         yield None
+        return
+    if not output.stderr.is_terminal:
+        yield _step_lines(sys.stderr)
         return
     from rich.live import Live
     from rich.text import Text
@@ -254,3 +264,24 @@ def _progress(*, enabled: bool) -> Iterator[Callable[[str], None] | None]:
             line.update(Text(f"cook: {text}"), refresh=True)
 
         yield update
+
+
+_PERCENT = re.compile(r"\s+\d+%$")
+
+
+def _step_lines(stream: TextIO) -> Callable[[str], None]:
+    """A progress callback that writes one line per step: ``cook:   12.3s hello: make``. Percentages
+    within a step (packaging reports them) are dropped, so each phase gives one line."""
+    started = time.monotonic()
+    last = ""
+
+    def update(text: str) -> None:
+        nonlocal last
+        step = _PERCENT.sub("", text)
+        if step == last:
+            return
+        last = step
+        stream.write(f"cook: {time.monotonic() - started:7.1f}s {step}\n")
+        stream.flush()
+
+    return update

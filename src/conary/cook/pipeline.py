@@ -154,7 +154,7 @@ def fetch_sources(recipe: Any, recipe_dir: Path, options: CookOptions) -> dict[s
     fetcher = _fetcher(options)
     fetched: dict[str, FetchedSource] = {}
     for key, url, checksum, debian in source_items(recipe, options.target):
-        _note(options, f"fetch {url}")
+        _note(options, f"fetch {url}", recipe.package.name)
         version = recipe.package.version if key == "source.archive" else None
         path = fetcher.fetch(url, checksum, recipe_dir=recipe_dir, debian=debian, version=version)
         fetched[key] = FetchedSource(key, url, checksum, Path(path))
