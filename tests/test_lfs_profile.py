@@ -10,6 +10,7 @@ import json
 import tomllib
 from collections import Counter
 from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
 
 import pytest
 
@@ -339,3 +340,35 @@ def test_dependencies_name_tree_packages_and_form_an_acyclic_graph(
     assert build_order.index("glibc") < build_order.index("gcc")
     edges = sum(len(d) for d in graph.values())
     assert edges >= len(graph), "a real dependency graph, not a flat list"
+
+
+def test_bootstrap_dry_run_lists_the_book_and_reports_every_source_missing(
+    cli, recipes: dict[str, Recipe], tmp_path: Path
+) -> None:
+    args = ["bootstrap", "dry-run", "--profile", "lfs", "--target", "x86_64", "--work", tmp_path / "none"]
+    args += ["--source-cache", tmp_path / "cache", "--json"]
+    result = cli(*args)
+    assert result.code == 1, result.err  # no mirror: every source is missing
+    report = json.loads(result.out)
+    assert report["ok"] is False
+    assert [p for p in report["problems"] if p["severity"] == "error"] == []
+    assert [s["name"] for s in report["stages"]] == STAGE_ORDER
+    packages = [p for s in report["stages"] for p in s["packages"]]
+    listed = {(p["stage"], p["name"]): p for p in packages}
+    assert {name for _stage, name in listed} == {r.package.name for r in recipes.values()}
+    sources = [src for p in packages for src in p["sources"]]
+    assert {src["state"] for src in sources} == {"missing"}
+    assert report["missing"] == len({src["checksum"] for src in sources})
+    for stage, name, version, md5 in [
+        ("stage0", "binutils-pass1", "2.45", TOOLCHAIN_MD5["binutils-2.45.tar.xz"]),
+        ("stage0", "gcc-pass1", "15.2.0", TOOLCHAIN_MD5["gcc-15.2.0.tar.xz"]),
+        ("stage0", "glibc-tmp", "2.42", TOOLCHAIN_MD5["glibc-2.42.tar.xz"]),
+        ("stage0", "linux-headers", "6.16.1", TOOLCHAIN_MD5["linux-6.16.1.tar.xz"]),
+        ("base", "binutils", "2.45", TOOLCHAIN_MD5["binutils-2.45.tar.xz"]),
+        ("base", "gcc", "15.2.0", TOOLCHAIN_MD5["gcc-15.2.0.tar.xz"]),
+        ("base", "glibc", "2.42", TOOLCHAIN_MD5["glibc-2.42.tar.xz"]),
+        ("base", "linux", "6.16.1", TOOLCHAIN_MD5["linux-6.16.1.tar.xz"]),
+    ]:
+        package = listed[(stage, name)]
+        assert package["version"] == version
+        assert package["sources"][0]["checksum"] == f"md5:{md5}"
