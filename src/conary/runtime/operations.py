@@ -282,7 +282,7 @@ def install(
 ) -> Outcome:
     """Install ITEMS: paths of .ccs files, or requests NAME[:component][=VERSION] resolved from repos."""
     with open_root(root) as session:
-        sources, wanted = _sources(session, items)
+        sources, wanted = _sources(session, items, with_deps=check_deps)
         keys = _trusted(session.root, trusted_keys)
         before = session.db.installed()
         loaded = _load(session, sources, before, keys, allow_untrusted, wanted, dry_run=dry_run)
@@ -323,10 +323,11 @@ def _is_package_path(item: str) -> bool:
 
 
 def _sources(
-    session: RootSession, items: Sequence[str]
+    session: RootSession, items: Sequence[str], *, with_deps: bool = True
 ) -> tuple[list[PackageSource], dict[str, tuple[str, ...]]]:
-    """.ccs paths as they are; requests resolved from the repositories. Also returns the components
-    the requests name, per package name."""
+    """.ccs paths as they are; requests resolved from the repositories (with what they require,
+    unless *with_deps* is False, as under --nodeps). Also returns the components the requests name,
+    per package name."""
     paths = [PackageSource(Path(i)) for i in items if _is_package_path(i)]
     requests = [i for i in items if not _is_package_path(i)]
     if not requests:
@@ -345,7 +346,7 @@ def _sources(
         name = getattr(req.requirement, "name", None)
         if name and req.component:
             wanted[name] = (*wanted.get(name, ()), req.component)
-    resolved = resolve(session.root, requests, installed)
+    resolved = resolve(session.root, requests, installed, with_deps=with_deps)
     return [*paths, *(PackageSource(Path(p)) for p in resolved)], wanted
 
 

@@ -219,8 +219,12 @@ def capabilities(entry: IndexEntry) -> set[tuple[str, str]]:
 class IndexProvider(resolvelib.AbstractProvider):
     """Answers resolvelib's questions from the repository indexes and the installed set."""
 
-    def __init__(self, packages: Sequence[PackageCandidate], installed: InstalledCheck) -> None:
+    def __init__(
+        self, packages: Sequence[PackageCandidate], installed: InstalledCheck, *, with_deps: bool = True
+    ) -> None:
+        """*with_deps* False chooses the requested packages only (``install --nodeps``)."""
         self._installed = installed
+        self._with_deps = with_deps
         self._by_name: dict[str, list[PackageCandidate]] = {}
         for cand in packages:
             self._by_name.setdefault(cand.name, []).append(cand)
@@ -336,6 +340,8 @@ class IndexProvider(resolvelib.AbstractProvider):
                     entry.name, pin=(entry.version, entry.release, entry.arch, candidate.provider.repo.name)
                 )
             ]
+        if not self._with_deps:
+            return []
         own = self._caps_of(candidate)
         deps: list[Requirement] = []
         for dep in candidate.entry.requires:
@@ -426,11 +432,16 @@ def load_candidates(root: Path, repos: Sequence[Repo], keys: Sequence[PublicKey]
 
 
 def resolve_candidates(
-    requests: Sequence[str], candidates: Sequence[PackageCandidate], installed: Any = None
+    requests: Sequence[str],
+    candidates: Sequence[PackageCandidate],
+    installed: Any = None,
+    *,
+    with_deps: bool = True,
 ) -> Resolution:
-    """Resolve REQUESTS against CANDIDATES (no I/O): the library core of ``resolve``."""
+    """Resolve REQUESTS against CANDIDATES (no I/O): the library core of ``resolve``. *with_deps*
+    False chooses the requested packages and nothing they require."""
     parsed = [parse_request(text) for text in requests]
-    provider = IndexProvider(candidates, installed_checker(installed))
+    provider = IndexProvider(candidates, installed_checker(installed), with_deps=with_deps)
     resolver: resolvelib.Resolver[Any, Any, str] = resolvelib.Resolver(provider, resolvelib.BaseReporter())
     try:
         result = resolver.resolve([r.requirement for r in parsed], max_rounds=10_000)
@@ -517,18 +528,21 @@ def installed_in_root(root: Path) -> Any:
         db.close()
 
 
-def resolve(root: str | os.PathLike[str], requests: list[str], installed: Any = None) -> list[Path]:
+def resolve(
+    root: str | os.PathLike[str], requests: list[str], installed: Any = None, *, with_deps: bool = True
+) -> list[Path]:
     """Choose packages for REQUESTS across ROOT's enabled repositories and fetch them.
 
     Returns the local paths of the chosen .ccs files, dependencies first, each verified against
     ROOT's trusted keys. INSTALLED says what the root already has (see ``installed_checker``;
-    None reads ROOT's database); requirements it meets are not fetched again.
+    None reads ROOT's database); requirements it meets are not fetched again. *with_deps* False
+    fetches the requested packages only.
     """
-    return [path for _, path in resolve_and_fetch(root, requests, installed)]
+    return [path for _, path in resolve_and_fetch(root, requests, installed, with_deps=with_deps)]
 
 
 def resolve_and_fetch(
-    root: str | os.PathLike[str], requests: Iterable[str], installed: Any = None
+    root: str | os.PathLike[str], requests: Iterable[str], installed: Any = None, *, with_deps: bool = True
 ) -> list[tuple[PackageCandidate, Path]]:
     root = Path(root)
     requests = list(requests)
@@ -554,7 +568,9 @@ def resolve_and_fetch(
         )
     if installed is None:
         installed = installed_in_root(root)
-    resolution = resolve_candidates(requests, load_candidates(root, repos, keys), installed)
+    resolution = resolve_candidates(
+        requests, load_candidates(root, repos, keys), installed, with_deps=with_deps
+    )
     return [(cand, fetch_package(root, cand.repo, cand.entry, keys)) for cand in resolution.chosen]
 
 
