@@ -111,7 +111,7 @@ def test_symlink_planted_after_planning_stops_the_engine(tmp_path: Path, keys: K
         (root / "srv").mkdir(mode=0o755)
         (root / "srv/data").symlink_to(sentinel)  # the attacker wins the race for srv/data
         with pytest.raises((UnsafePathError, FileExistsError)):
-            session.engine.run(plan, "never", _content_sources(loaded))
+            session.engine.run(plan, "never", *_content_sources(loaded))
     assert _untouched(sentinel, before)
     assert list((root / "var/lib/conary/journal").glob("*.json")) == []
 

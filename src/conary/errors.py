@@ -68,3 +68,7 @@ class MissingToolError(ConaryError):
         )
         self.tool = tool
         self.debian_package = debian_package
+
+
+class NoSpaceError(ConaryError):
+    """What an operation would write does not fit on the destination's filesystem."""

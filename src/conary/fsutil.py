@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from conary.errors import NoSpaceError
+
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -112,6 +114,41 @@ def atomic_write_bytes(target: str | os.PathLike[str], data: bytes, mode: int = 
 def atomic_copy(source: str | os.PathLike[str], target: str | os.PathLike[str], mode: int = 0o644) -> None:
     with open(source, "rb") as src, atomic_writer(target, mode) as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def size_text(size: int) -> str:
+    """SIZE in bytes as a short human figure (binary units): 512 B, 3.4 MiB, 1.0 GiB."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def nearest_existing(path: str | os.PathLike[str]) -> Path:
+    """PATH, or its closest ancestor that exists (where a directory about to be made will live)."""
+    current = Path(os.path.abspath(path))
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    return current
+
+
+def free_bytes(path_or_fd: str | os.PathLike[str] | int) -> int:
+    """Bytes an unprivileged writer may still use on the filesystem holding PATH_OR_FD."""
+    st = os.fstatvfs(path_or_fd) if isinstance(path_or_fd, int) else os.statvfs(path_or_fd)
+    return st.f_bavail * st.f_frsize
+
+
+def ensure_free_space(needed: int, available: int, *, where: str, what: str) -> None:
+    """Refuse, before anything is written, when NEEDED bytes do not fit in AVAILABLE."""
+    if needed > available:
+        raise NoSpaceError(
+            f"{what} needs {size_text(needed)} ({needed} bytes), but its filesystem has only "
+            f"{size_text(available)} free; nothing was written",
+            where=where,
+            hint="free some space or choose another destination, then run the command again",
+        )
 
 
 def require_tool(tool: str, debian_package: str, purpose: str | None = None) -> str:

@@ -5,16 +5,29 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conary.ccs.errors import CcsError
 from conary.ccs.model import FileEntry
+from conary.fsutil import ensure_free_space, free_bytes, nearest_existing
 
 if TYPE_CHECKING:
     from conary.ccs.reader import Package
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_SETID = stat.S_ISUID | stat.S_ISGID
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What an extraction wrote."""
+
+    files: int  # regular files
+    bytes: int  # their content
+    entries: int  # files, directories and symlinks
+    setid_cleared: int  # regular files written without the setuid/setgid bits the package gave them
 
 
 def _preflight(dest: Path, entries: Sequence[FileEntry]) -> None:
@@ -74,7 +87,20 @@ class _DirCache:
         self._fds = {"": self.root_fd}
 
 
-def extract_entries(package: Package, dest: Path, entries: Sequence[FileEntry]) -> None:
+def extract_entries(
+    package: Package, dest: Path, entries: Sequence[FileEntry], *, preserve_setid: bool = False
+) -> Extracted:
+    """Write ENTRIES below DEST. Regular files lose their setuid and setgid bits unless
+    PRESERVE_SETID (the caller decides that only for a signer it trusts)."""
+    # The declared sizes were checked against the content when the package was opened, so they
+    # are what extraction writes: refuse before the first write if that does not fit. (A chunk
+    # listed many times costs little in the archive but is written out in full each time.)
+    ensure_free_space(
+        sum(e.size for e in entries if e.type == "file"),
+        free_bytes(nearest_existing(dest)),
+        where=str(dest),
+        what=f"extracting {package.nevra}",
+    )
     dest.mkdir(parents=True, exist_ok=True)
     _preflight(dest, entries)
     epoch = package.manifest.source_date_epoch
@@ -84,6 +110,7 @@ def extract_entries(package: Package, dest: Path, entries: Sequence[FileEntry]) 
     dirs = _DirCache(root_fd)
     try:
         made_dirs: list[FileEntry] = []
+        files = written = cleared = 0
         for entry in sorted(entries, key=lambda e: e.path.encode()):
             parent, _, name = entry.path.rpartition("/")
             parent_fd = dirs.get(parent)
@@ -105,6 +132,10 @@ def extract_entries(package: Package, dest: Path, entries: Sequence[FileEntry]) 
                     0o600,
                     dir_fd=parent_fd,
                 )
+                mode = entry.mode
+                if mode & _SETID and not preserve_setid:
+                    mode &= ~_SETID
+                    cleared += 1
                 try:
                     for data in package.iter_file_data(entry):
                         view = memoryview(data)
@@ -112,10 +143,12 @@ def extract_entries(package: Package, dest: Path, entries: Sequence[FileEntry]) 
                             view = view[os.write(fd, view) :]
                     if as_root:
                         os.fchown(fd, entry.uid, entry.gid)
-                    os.fchmod(fd, entry.mode)
+                    os.fchmod(fd, mode)
                     os.utime(fd, ns=times)
                 finally:
                     os.close(fd)
+                files += 1
+                written += entry.size
         # Directory modes last, deepest first, so a read-only directory can still be filled.
         for entry in reversed(made_dirs):
             fd = dirs.get(entry.path)
@@ -126,3 +159,4 @@ def extract_entries(package: Package, dest: Path, entries: Sequence[FileEntry]) 
     finally:
         dirs.close()
         os.close(root_fd)
+    return Extracted(files, written, len(entries), cleared)

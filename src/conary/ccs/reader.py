@@ -20,6 +20,7 @@ from types import TracebackType
 import zstandard
 
 from conary.ccs.errors import CcsError, CcsVerifyError
+from conary.ccs.extract import Extracted, extract_entries
 from conary.ccs.keys import PublicKey, SigningKey, as_public_key
 from conary.ccs.limits import MAX_OBJECT_BYTES, Limits
 from conary.ccs.manifest import decode_manifest, precheck_entry_budget
@@ -125,6 +126,10 @@ class Package:
     def object_size(self, object_id: str) -> int:
         return self._objects[object_id].size
 
+    def compressed_size(self, object_id: str) -> int:
+        """The stored (zstd) length of an object."""
+        return self._ref(object_id).length
+
     def compressed_object(self, object_id: str) -> bytes:
         """The stored (zstd) bytes of an object, as found in the archive (offset verified at open)."""
         ref = self._ref(object_id)
@@ -175,15 +180,22 @@ class Package:
             )
         return wanted
 
-    def extract(self, dest: str | os.PathLike[str], components: Iterable[str] | None = None) -> None:
+    def extract(
+        self,
+        dest: str | os.PathLike[str],
+        components: Iterable[str] | None = None,
+        *,
+        preserve_setid: bool = False,
+    ) -> Extracted:
         """Write the chosen components (default: the default ones) below *dest*.
 
         Never follows a symlink already present in *dest*; refuses to replace existing non-directories
-        (checked for every entry before the first byte is written).
+        (checked for every entry before the first byte is written), and refuses before writing when
+        the declared sizes do not fit in the free space of *dest*'s filesystem. Regular files are
+        written without setuid/setgid bits unless PRESERVE_SETID, which a caller passes only for a
+        signer it trusts.
         """
-        from conary.ccs.extract import extract_entries
-
-        extract_entries(self, Path(dest), self.files(components))
+        return extract_entries(self, Path(dest), self.files(components), preserve_setid=preserve_setid)
 
 
 def _open_fd(path: Path) -> int:

@@ -60,11 +60,26 @@ def register(subparsers: Any) -> None:
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=_inspect)
 
-    x = sub.add_parser("extract", help="verify, then write a package's files below DEST")
+    x = sub.add_parser(
+        "extract",
+        help="verify, then write a package's files below DEST",
+        description="Verify PKG completely, then write its files below DEST. Nothing is written when "
+        "the package's declared size does not fit in DEST's free space. Files are written without "
+        "their setuid/setgid bits (the count is reported) unless --preserve-setuid is given with a "
+        "--trust key that signed the package.",
+    )
     x.add_argument("package", metavar="PKG")
     x.add_argument("dest", metavar="DEST")
     x.add_argument(
         "--component", action="append", metavar="NAME", help="extract only this component (repeatable)"
+    )
+    x.add_argument(
+        "--trust", action="append", metavar="PUBKEY", help="accept only these signers (repeatable)"
+    )
+    x.add_argument(
+        "--preserve-setuid",
+        action="store_true",
+        help="keep setuid/setgid bits; needs --trust (the signer must be one of those keys)",
     )
     x.set_defaults(func=_extract)
 
@@ -214,10 +229,27 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from conary.ccs import open_package
+    from conary.ccs import load_public_key, open_package
+    from conary.errors import InputError
 
-    with open_package(args.package) as pkg:
-        pkg.extract(Path(args.dest), args.component)
+    if args.preserve_setuid and not args.trust:
+        raise InputError(
+            "--preserve-setuid needs a trusted signer",
+            where="ccs extract",
+            hint="name the signer's public key with --trust KEY.pub",
+        )
+    # With --trust, open_package refuses any other signer; without it the signer is not trusted.
+    trusted = [load_public_key(p) for p in args.trust] if args.trust else None
+    with open_package(args.package, trusted) as pkg:
+        done = pkg.extract(Path(args.dest), args.component, preserve_setid=args.preserve_setuid)
+    if done.setid_cleared:
+        output.notice(
+            f"cleared the setuid/setgid bits of {done.setid_cleared} file(s): the signer "
+            f"{pkg.signer_key_id} is not trusted (to keep them: --trust KEY.pub --preserve-setuid)"
+            if not args.trust
+            else f"cleared the setuid/setgid bits of {done.setid_cleared} file(s) "
+            "(to keep them: --preserve-setuid)"
+        )
     return 0
 
 

@@ -88,14 +88,17 @@ def _open(path: Path, keys: list[PublicKey], allow_untrusted: bool) -> Any:
         raise type(err)(err.what, where=err.where or str(path), hint=err.hint)
 
 
-def _content_sources(loaded: Mapping[str, tuple[Any, Selected]]) -> dict[str, Any]:
-    """sha256 -> a callable yielding that content, for every selected file of the loaded packages."""
+def _content_sources(loaded: Mapping[str, tuple[Any, Selected]]) -> tuple[dict[str, Any], dict[str, int]]:
+    """sha256 -> a callable yielding that content, for every selected file of the loaded packages;
+    and sha256 -> its compressed size (what storing it adds to the content store)."""
     sources: dict[str, Any] = {}
+    stored: dict[str, int] = {}
     for pkg, sel in loaded.values():
         for entry in sel.entries():
             if entry.type == "file" and entry.sha256 not in sources:
                 sources[entry.sha256] = functools.partial(_frames, pkg, entry)
-    return sources
+                stored[entry.sha256] = sum(pkg.compressed_size(c) for c in entry.chunks)
+    return sources, stored
 
 
 _local = threading.local()
@@ -226,7 +229,8 @@ def _apply(
     recovered = tuple(session.recovered)
     if dry_run or plan.is_empty:
         return Outcome(plan, None, dry_run, recovered=recovered)
-    result: TxResult = session.engine.run(plan, sandbox, _content_sources(loaded or {}))
+    sources, stored_bytes = _content_sources(loaded or {})
+    result: TxResult = session.engine.run(plan, sandbox, sources, stored_bytes)
     return Outcome(plan, result.state, False, result.triggers, result.warnings, recovered)
 
 

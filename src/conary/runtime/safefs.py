@@ -51,12 +51,19 @@ class RootFS:
         self.root = os.fspath(root)
         self.fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._dirs: dict[str, int] = {"": self.fd}
+        # Cached directory -> its cached subdirectories, so forgetting one directory costs the size
+        # of its subtree, not of the whole cache (a removal forgets every directory it deletes).
+        self._children: dict[str, set[str]] = {}
+        # One descriptor per filesystem reached below the root (st_dev -> fd): a changeset may write
+        # to a separately mounted /boot or /usr, and syncfs() flushes only the filesystem of the
+        # descriptor it is given. Every directory is reached through dir_fd(), which records it.
+        self._filesystems: dict[int, int] = {os.fstat(self.fd).st_dev: os.dup(self.fd)}
 
     def close(self) -> None:
-        for key, fd in self._dirs.items():
-            if key:
-                os.close(fd)
-        self._dirs = {"": self.fd}
+        self.forget_all()
+        for fd in self._filesystems.values():
+            os.close(fd)
+        self._filesystems = {}
         os.close(self.fd)
 
     def __enter__(self) -> RootFS:
@@ -67,10 +74,19 @@ class RootFS:
 
     def forget(self, directory: str) -> None:
         """Drop cached descriptors of DIRECTORY and below (it was removed or replaced)."""
-        prefix = directory + "/"
-        for key in [k for k in self._dirs if k == directory or k.startswith(prefix)]:
-            if key:
-                os.close(self._dirs.pop(key))
+        if not directory:
+            self.forget_all()
+            return
+        siblings = self._children.get(parent_of(directory))
+        if siblings is not None:
+            siblings.discard(directory)
+        pending = [directory]
+        while pending:
+            key = pending.pop()
+            fd = self._dirs.pop(key, None)
+            if fd is not None:
+                os.close(fd)
+            pending.extend(self._children.pop(key, ()))
 
     def dir_fd(self, directory: str) -> int:
         """A descriptor of DIRECTORY (relative), reached without following any symlink."""
@@ -92,11 +108,16 @@ class RootFS:
                 )
             raise
         self._dirs[directory] = fd
+        self._children.setdefault(parent_of(directory), set()).add(directory)
+        device = os.fstat(fd).st_dev
+        if device not in self._filesystems:
+            self._filesystems[device] = os.dup(fd)
         return fd
 
     def forget_all(self) -> None:
         for key in [k for k in self._dirs if k]:
             os.close(self._dirs.pop(key))
+        self._children.clear()
 
     def split(self, path: str) -> tuple[int, str]:
         """(descriptor of the parent, final component) for PATH."""
@@ -188,7 +209,8 @@ class RootFS:
         except FileNotFoundError:
             return False
         except OSError as err:
-            if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            # EBUSY: a mount point (a separately mounted /boot) stays, like a non-empty directory.
+            if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EBUSY):
                 return False
             raise
         self.forget(path)
@@ -204,8 +226,16 @@ class RootFS:
         finally:
             os.close(fd)
 
+    @property
+    def filesystems(self) -> frozenset[int]:
+        """The devices (st_dev) of every filesystem this root has reached so far."""
+        return frozenset(self._filesystems)
+
     def syncfs(self) -> None:
-        syncfs(self.fd)
+        """Flush every filesystem reached below the root: the root's own, and any mounted inside it
+        that a path of this session went through."""
+        for fd in tuple(self._filesystems.values()):  # one C-level copy: staging threads may add
+            syncfs(fd)
 
 
 def ensure_private_dir(root_fs: RootFS, path: str, mode: int = 0o755) -> None:

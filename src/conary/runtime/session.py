@@ -96,6 +96,7 @@ def open_root(
         ensure_private_dir(fs, STATE_DIR + "/journal", 0o700)
         ensure_private_dir(fs, CAS_DIR)
         ensure_private_dir(fs, CAS_DIR + "/packs")
+        fs.dir_fd(CAS_DIR + "/packs")  # so syncfs() flushes the packs' filesystem when it is a mount
         lock_fd = os.open(lay.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except BaseException:
         fs.close()

@@ -30,11 +30,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conary.fsutil import ensure_free_space, free_bytes
 from conary.runtime.actions import Action, MakeDir, PutFile, RemoveDir, RemoveFile, SetMeta
 from conary.runtime.cas import ContentStore, Location, PackWriter, write_all
 from conary.runtime.db import Database, PackedObject
 from conary.runtime.errors import ChangesetAbortedError, MissingContentError, UnsafePathError
 from conary.runtime.journal import Journal, JournalRecord
+from conary.runtime.layout import CAS_DIR
 from conary.runtime.plan import Plan
 from conary.runtime.safefs import RootFS, parent_of
 
@@ -245,10 +247,61 @@ class Engine:
                 "(content may have been garbage-collected)",
             )
 
-    def run(self, plan: Plan, sandbox: str, sources: ContentSources | None = None) -> TxResult:
+    def _filesystem_of(self, directory: str, cache: dict[str, int]) -> int:
+        """A descriptor of the filesystem DIRECTORY is (or, when it is still to be made, will be) on."""
+        fd = cache.get(directory)
+        if fd is None:
+            try:
+                fd = self.fs.dir_fd(directory)
+            except FileNotFoundError:
+                fd = self._filesystem_of(parent_of(directory), cache)
+            cache[directory] = fd
+        return fd
+
+    def check_space(self, plan: Plan, feeder: ContentFeeder, stored_bytes: Mapping[str, int]) -> None:
+        """Refuse before the journal, and so before any write, when what the changeset stages does
+        not fit: every new file's declared size on the filesystem of its directory, and the
+        compressed size of new content (STORED_BYTES) on the content store's. Old entries are freed
+        only after the commit, so they count for nothing here."""
+        needed: dict[int, tuple[int, int, str]] = {}  # st_dev -> (fd, bytes, a directory on it)
+        cache: dict[str, int] = {}
+
+        def add(directory: str, size: int) -> None:
+            fd = self._filesystem_of(directory, cache)
+            dev = os.fstat(fd).st_dev
+            _, total, shown = needed.get(dev, (fd, 0, directory))
+            if directory.count("/") < shown.count("/"):
+                shown = directory  # name a filesystem mounted inside the root by its top directory
+            needed[dev] = (fd, total + size, shown)
+
+        for action in plan.actions:
+            if isinstance(action, PutFile) and action.type == "file":
+                owned = plan.target.get(action.path)
+                add(parent_of(action.dest), owned.node.size if owned is not None else 0)
+        new_content = {s for s in feeder.sources if s not in feeder.locations}
+        add(CAS_DIR + "/packs", sum(stored_bytes.get(s, 0) for s in new_content))
+        root_dev = os.fstat(self.fs.fd).st_dev
+        for dev, (fd, total, directory) in needed.items():
+            ensure_free_space(
+                total,
+                free_bytes(fd),
+                where=self.root if dev == root_dev else os.path.join(self.root, directory),
+                what=f"{plan.operation} ({plan.summary})",
+            )
+
+    def run(
+        self,
+        plan: Plan,
+        sandbox: str,
+        sources: ContentSources | None = None,
+        stored_bytes: Mapping[str, int] | None = None,
+    ) -> TxResult:
+        """Run PLAN as one changeset. SOURCES give content the store lacks; STORED_BYTES their
+        compressed sizes (what the store's pack will grow by)."""
         txid = secrets.token_hex(6)
         feeder = ContentFeeder(self.cas, sources or {}, txid)
         self.check_content(plan, feeder)
+        self.check_space(plan, feeder, stored_bytes or {})
         record = JournalRecord(
             txid,
             plan.operation,
@@ -269,11 +322,16 @@ class Engine:
                 action.execute(ctx)
             self._stage(ctx, groups[PutFile])  # type: ignore[arg-type]
             added = feeder.close()
-            self.fs.syncfs()
+            # A changeset that only removes (RemoveFile and RemoveDir do nothing before the commit)
+            # has nothing to make durable here: it skips both flushes.
+            writes = bool(groups[MakeDir] or groups[PutFile] or groups[SetMeta])
+            if writes:
+                self.fs.syncfs()
             for kind in (RemoveFile, PutFile, SetMeta):
                 for action in groups[kind]:
                     action.execute(ctx)
-            self.fs.syncfs()
+            if writes:
+                self.fs.syncfs()
         except OSError as err:
             feeder.discard()
             self._reverse(record)
