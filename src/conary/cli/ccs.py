@@ -19,7 +19,12 @@ def register(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="ccs_command", metavar="ACTION", parser_class=type(p))
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
-    k = sub.add_parser("keygen", help="create an Ed25519 signing key (KEY, KEY.pub)")
+    k = sub.add_parser(
+        "keygen",
+        help="create an Ed25519 signing key (KEY, KEY.pub)",
+        description="Create an Ed25519 key pair: the secret key KEY (mode 0600) and the public key "
+        "KEY.pub, which others pass to 'ccs verify --trust' or 'conary key add'.",
+    )
     k.add_argument(
         "--output", "-o", required=True, metavar="KEY", help="secret key path; KEY.pub is written too"
     )
@@ -41,20 +46,46 @@ def register(subparsers: Any) -> None:
     b.add_argument("--level", type=int, default=None, metavar="N", help="zstd level for objects")
     b.set_defaults(func=_build)
 
-    s = sub.add_parser("sign", help="replace a package's signature (atomically)")
-    s.add_argument("package", metavar="PKG")
-    s.add_argument("--key", required=True, metavar="KEY")
+    s = sub.add_parser(
+        "sign",
+        help="replace a package's signature (atomically)",
+        description="Verify PKG, then sign its manifest with KEY in place of its signature. The file is "
+        "replaced atomically; its content and content_root do not change.",
+    )
+    s.add_argument("package", metavar="PKG", help="the .ccs file to re-sign")
+    s.add_argument("--key", required=True, metavar="KEY", help="secret key to sign with")
     s.set_defaults(func=_sign)
 
-    v = sub.add_parser("verify", help="verify a package completely; exit 0 if valid")
-    v.add_argument("package", metavar="PKG")
-    v.add_argument(
-        "--trust", action="append", metavar="PUBKEY", help="accept only these signers (repeatable)"
+    v = sub.add_parser(
+        "verify",
+        help="verify a package completely; exit 0 if valid",
+        description="Verify PKG completely: archive structure and budgets, the signature, the manifest, "
+        "and every object's and file's digest and size. Exit 0 if valid, 1 naming the first flaw.\n\n"
+        "Without --trust, no key is trusted: the signature is checked against the public key the "
+        "package carries, which proves the package is intact and names its signer (the key id "
+        "printed), not that the signer is anyone you trust. With --trust, the signer must be one of "
+        "the given public keys. (Installing into a root checks the keys that root trusts, see "
+        "'conary key list'.)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    v.add_argument("package", metavar="PKG", help="the .ccs file to verify")
+    v.add_argument(
+        "--trust",
+        action="append",
+        metavar="PUBKEY",
+        help="accept only signers among these public keys (repeatable; default: any signer, checked "
+        "against the key inside the package)",
+    )
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
     v.set_defaults(func=_verify)
 
-    i = sub.add_parser("inspect", help="show a package's identity, components, files and dependencies")
-    i.add_argument("package", metavar="PKG")
+    i = sub.add_parser(
+        "inspect",
+        help="show a package's identity, components, files and dependencies",
+        description="Verify PKG, then show its name, version, signer, content root and components; "
+        "--files and --deps add the file list and the provides and requires.",
+    )
+    i.add_argument("package", metavar="PKG", help="the .ccs file to show")
     i.add_argument("--files", action="store_true", help="list files")
     i.add_argument("--deps", action="store_true", help="list provides and requires")
     i.add_argument("--json", action="store_true", help="print JSON")
@@ -63,13 +94,15 @@ def register(subparsers: Any) -> None:
     x = sub.add_parser(
         "extract",
         help="verify, then write a package's files below DEST",
-        description="Verify PKG completely, then write its files below DEST. Nothing is written when "
-        "the package's declared size does not fit in DEST's free space. Files are written without "
-        "their setuid/setgid bits (the count is reported) unless --preserve-setuid is given with a "
-        "--trust key that signed the package.",
+        description="Verify PKG completely, then write the files of its default components (or of "
+        "--component) below DEST, and say how many files and bytes were written. Nothing is written "
+        "when the package fails verification or its declared size does not fit in DEST's free space; "
+        "an existing file in DEST is never replaced and a symlink in DEST is never followed. Files are "
+        "written without their setuid/setgid bits (the count is reported) unless --preserve-setuid is "
+        "given with a --trust key that signed the package.",
     )
-    x.add_argument("package", metavar="PKG")
-    x.add_argument("dest", metavar="DEST")
+    x.add_argument("package", metavar="PKG", help="the .ccs file to extract")
+    x.add_argument("dest", metavar="DEST", help="directory to write into (created if missing)")
     x.add_argument(
         "--component", action="append", metavar="NAME", help="extract only this component (repeatable)"
     )
@@ -81,12 +114,19 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="keep setuid/setgid bits; needs --trust (the signer must be one of those keys)",
     )
+    x.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     x.set_defaults(func=_extract)
 
-    e = sub.add_parser("export", help="export packages as an OCI image archive")
-    e.add_argument("packages", nargs="+", metavar="PKG")
+    e = sub.add_parser(
+        "export",
+        help="export packages as an OCI image archive",
+        description="Verify each PKG, then write one OCI image archive (a tar in the OCI image layout) "
+        "whose single layer holds the files of all the packages, for container tools such as podman "
+        "or skopeo. The archive is written atomically.",
+    )
+    e.add_argument("packages", nargs="+", metavar="PKG", help="the .ccs files to put in the image")
     e.add_argument("--format", choices=["oci"], default="oci", help="image format (oci)")
-    e.add_argument("--output", "-o", required=True, metavar="IMAGE.tar")
+    e.add_argument("--output", "-o", required=True, metavar="IMAGE.tar", help="the image archive to write")
     e.add_argument("--tag", default="latest", help="reference name inside the archive (default: latest)")
     e.add_argument("--arch", help="image architecture when the packages are all noarch")
     e.set_defaults(func=_export)
@@ -158,7 +198,19 @@ def _verify(args: argparse.Namespace) -> int:
     # A failed check raises CcsVerifyError: one line naming the flaw, exit status 1.
     trusted = [load_public_key(p) for p in args.trust] if args.trust else None
     with open_package(args.package, trusted) as pkg:
-        print(f"OK {pkg.nevra} signed by {pkg.signer_key_id}")
+        if args.json:
+            output.emit_json(
+                {
+                    "ok": True,
+                    "package": str(args.package),
+                    "nevra": pkg.nevra,
+                    "signer": pkg.signer_key_id,
+                    "trusted": trusted is not None,
+                    "content_root": pkg.manifest.content_root,
+                }
+            )
+        else:
+            print(f"OK {pkg.nevra} signed by {pkg.signer_key_id}")
     return 0
 
 
@@ -241,6 +293,7 @@ def _extract(args: argparse.Namespace) -> int:
     # With --trust, open_package refuses any other signer; without it the signer is not trusted.
     trusted = [load_public_key(p) for p in args.trust] if args.trust else None
     with open_package(args.package, trusted) as pkg:
+        written = pkg.files(args.component)
         done = pkg.extract(Path(args.dest), args.component, preserve_setid=args.preserve_setuid)
     if done.setid_cleared:
         output.notice(
@@ -250,7 +303,23 @@ def _extract(args: argparse.Namespace) -> int:
             else f"cleared the setuid/setgid bits of {done.setid_cleared} file(s) "
             "(to keep them: --preserve-setuid)"
         )
+    if not args.quiet:
+        print(_extract_summary(done.files, done.bytes, written, args.dest))
     return 0
+
+
+def _extract_summary(files: int, size: int, entries: Any, dest: str) -> str:
+    """``wrote 12 files (34,567 bytes), 3 directories and 1 symlink to DEST``."""
+    count = {kind: sum(1 for e in entries if e.type == kind) for kind in ("dir", "symlink")}
+    count["file"] = files
+
+    def many(n: int, word: str, plural: str) -> str:
+        return f"{n} {word if n == 1 else plural}"
+
+    regular = many(count["file"], "file", "files") + f" ({size:,} byte{'' if size == 1 else 's'})"
+    dirs = many(count["dir"], "directory", "directories")
+    links = many(count["symlink"], "symlink", "symlinks")
+    return f"wrote {regular}, {dirs} and {links} to {dest}"
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -19,10 +19,11 @@ class CheckReport:
 
     results: tuple[CheckResult, ...]
     skipped: tuple[str, ...] = ()
+    notes: tuple[Problem, ...] = ()  # findings about the paths given, such as a directory without recipes
 
     @property
     def problems(self) -> list[Problem]:
-        return [p for r in self.results for p in r.problems]
+        return [*self.notes, *(p for r in self.results for p in r.problems)]
 
     @property
     def error_count(self) -> int:
@@ -46,6 +47,7 @@ class CheckReport:
             "errors": self.error_count,
             "warnings": self.warning_count,
             "skipped": list(self.skipped),
+            "notes": [p.to_dict() for p in self.notes],
             "files": [
                 {
                     "path": r.path,
@@ -75,10 +77,25 @@ def check_paths(paths: Iterable[str | os.PathLike[str]]) -> CheckReport:
     it is not a recipe; one found in a directory without a [package] table is skipped."""
     results: list[CheckResult] = []
     skipped: list[str] = []
-    for path, explicit in recipe_files(paths):
-        result = check_path(path)
-        if not result.is_recipe and not explicit:
-            skipped.append(path)
-            continue
-        results.append(result)
-    return CheckReport(tuple(results), tuple(skipped))
+    notes: list[Problem] = []
+    for given in paths:
+        found = 0
+        for path, explicit in recipe_files([given]):
+            result = check_path(path)
+            if not result.is_recipe and not explicit:
+                skipped.append(path)
+                continue
+            results.append(result)
+            found += 1
+        if not found and Path(given).is_dir():
+            # Checking nothing is not a pass: a typo in the path or recipes named *.recipe would
+            # otherwise report "0 recipes, 0 errors" and exit 0 in CI.
+            notes.append(Problem(os.fspath(given), "warning", "*.toml", _no_recipes(Path(given))))
+    return CheckReport(tuple(results), tuple(skipped), tuple(notes))
+
+
+def _no_recipes(directory: Path) -> str:
+    tomls = sum(1 for p in directory.rglob("*.toml") if p.is_file())
+    if tomls:
+        return f"no recipe in this directory: {tomls} TOML files, none with a [package] table"
+    return "no recipe in this directory: no TOML files (recipes are found as *.toml)"

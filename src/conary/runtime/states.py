@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from conary.errors import InputError
 from conary.runtime.db import StateInfo
-from conary.runtime.errors import RuntimeStateError
 from conary.runtime.model import build_filemap
 from conary.runtime.session import open_root
 
@@ -45,7 +45,10 @@ def diff_states(root: str | os.PathLike[str], a: int, b: int) -> StateDiff:
     with open_root(root) as session:
         for n in (a, b):
             if not session.db.has_state(n):
-                raise RuntimeStateError(f"no state {n}", hint="see 'conary system state list'")
+                # The same error as rollback's: a state number that does not exist is bad input.
+                raise InputError(
+                    f"no state {n}", where=str(session.root), hint="see 'conary system state list'"
+                )
         pa, pb = session.db.packages_of(a), session.db.packages_of(b)
         fa, fb = build_filemap(pa.values()), build_filemap(pb.values())
     added = tuple(pb[n].label for n in sorted(set(pb) - set(pa)))
