@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from conary.cook import CrossTools, PatchSpec, step_environment
+from conary.cook import PatchSpec, step_environment
 from conary.cook.logs import step_output, tail
 from conary.cook.patch import PatchError, apply_patches, verify_patch
 from conary.errors import InputError
+from conary.recipe import Cross
 from helpers_cook import sha256
 
 
@@ -43,7 +44,7 @@ def test_recipe_environment_goes_on_top_but_keeps_the_prefix_map() -> None:
 
 
 def test_cross_environment() -> None:
-    cross = CrossTools(target="aarch64-linux-gnu", sysroot="/mnt/lfs", cross_tools="/tools", cc="clang")
+    cross = Cross(target="aarch64-linux-gnu", sysroot="/mnt/lfs", cross_tools="/tools", cc="clang")
     env = step_environment(name="x", version="1", jobs=1, source_date_epoch=0, cross=cross)
     assert env["CC"] == "clang"
     assert env["CXX"] == "aarch64-linux-gnu-g++"

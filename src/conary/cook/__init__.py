@@ -9,7 +9,7 @@ See docs/cook.md for the step environment, the sandbox layout and reproducibilit
 
 from __future__ import annotations
 
-from conary.cook.environment import BUILD_DIR, DEST_DIR, CrossTools, step_environment
+from conary.cook.environment import BUILD_DIR, DEST_DIR, step_environment
 from conary.cook.errors import CookError, StepError
 from conary.cook.patch import PatchError, PatchSpec
 from conary.cook.pipeline import (
@@ -31,7 +31,6 @@ __all__ = [
     "CookError",
     "CookOptions",
     "CookResult",
-    "CrossTools",
     "FetchedSource",
     "PatchError",
     "PatchSpec",

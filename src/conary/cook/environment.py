@@ -8,7 +8,8 @@ run their steps with the same variables.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from conary.recipe.model import Cross
 
 # Paths as the steps see them. The hermetic sandbox binds the source tree and the destination here;
 # builds that embed paths therefore embed the same ones on every machine.
@@ -17,24 +18,6 @@ DEST_DIR = "/destdir"
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 _FLAG_VARS = ("CFLAGS", "CXXFLAGS")
 _DEFAULT_FLAGS = "-O2 -g"
-
-
-@dataclass(frozen=True)
-class CrossTools:
-    """The cross-compiler settings of a recipe's [cross] table that reach the environment."""
-
-    target: str | None = None
-    sysroot: str | None = None
-    tool_prefix: str | None = None
-    cross_tools: str | None = None
-    stage: str | None = None
-    cc: str | None = None
-    cxx: str | None = None
-    ar: str | None = None
-    ld: str | None = None
-    ranlib: str | None = None
-    nm: str | None = None
-    strip: str | None = None
 
 
 _TOOLS = (
@@ -63,7 +46,7 @@ def step_environment(
     dest_dir: str = DEST_DIR,
     home: str | None = None,
     path: str = SANDBOX_PATH,
-    cross: CrossTools | None = None,
+    cross: Cross | None = None,
     recipe_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The full environment of a build step.
@@ -103,7 +86,7 @@ def step_environment(
     return env
 
 
-def _cross_environment(cross: CrossTools) -> dict[str, str]:
+def _cross_environment(cross: Cross) -> dict[str, str]:
     env: dict[str, str] = {}
     prefix = cross.tool_prefix
     if prefix is None and cross.target:

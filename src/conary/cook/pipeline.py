@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from conary import __version__
-from conary.cook.environment import DEST_DIR, CrossTools, step_environment
+from conary.cook.environment import DEST_DIR, step_environment
 from conary.cook.errors import StepError
 from conary.cook.logs import log_path, step_output, tail
 from conary.cook.patch import PatchSpec, apply_patches, verify_patch
 from conary.cook.runner import HostRunner, SandboxRunner, shell_argv
 from conary.cook.unpack import copy_source, unpack
 from conary.errors import ConaryError, InputError
-from conary.recipe import TargetMacros, native_target
+from conary.recipe import Cross, TargetMacros, native_target
 
 Progress = Callable[[str], None]
 
@@ -440,24 +440,9 @@ def _macro_context(recipe: Any, destdir: str, target: TargetMacros | None) -> An
     )
 
 
-def _cross_tools(recipe: Any) -> CrossTools | None:
-    if not recipe.is_cross:
-        return None
-    c = recipe.cross
-    return CrossTools(
-        target=c.target,
-        sysroot=c.sysroot,
-        tool_prefix=c.tool_prefix,
-        cross_tools=c.cross_tools,
-        stage=c.stage,
-        cc=c.cc,
-        cxx=c.cxx,
-        ar=c.ar,
-        ld=c.ld,
-        ranlib=c.ranlib,
-        nm=c.nm,
-        strip=c.strip,
-    )
+def _cross_tools(recipe: Any) -> Cross | None:
+    """The recipe's [cross] table when it sets up a cross build (its tools reach the environment)."""
+    return recipe.cross if recipe.is_cross else None
 
 
 def _arch(recipe: Any, target: TargetMacros | None) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from conary.runtime.maintenance import GcReport, Problem, gc, recover, restore, verify
 from conary.runtime.operations import (
-    SANDBOX_MODES,
     Outcome,
     PackageSource,
     install,
@@ -29,6 +28,7 @@ from conary.runtime.operations import (
     update,
 )
 from conary.runtime.queries import InstalledPackage, list_installed
+from conary.runtime.scriptlets import SANDBOX_MODES
 from conary.runtime.session import RootSession, init_root, open_root
 from conary.runtime.states import StateDiff, diff_states, list_states
 

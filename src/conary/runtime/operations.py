@@ -24,10 +24,10 @@ from conary.errors import InputError
 from conary.runtime.errors import DependencyError, RuntimeStateError
 from conary.runtime.model import FileMap, Selected, components_for
 from conary.runtime.plan import Plan, make_plan
+from conary.runtime.scriptlets import check_mode
 from conary.runtime.session import RootSession, init_root, open_root
 from conary.runtime.transaction import TxResult
 
-SANDBOX_MODES = ("auto", "always", "never")
 _BINARY_DIRS = ("usr/bin", "usr/sbin", "bin", "sbin", "usr/local/bin")
 
 
@@ -218,8 +218,7 @@ def _apply(
     summary: str | None = None,
     loaded: Mapping[str, tuple[Any, Selected]] | None = None,
 ) -> Outcome:
-    if sandbox not in SANDBOX_MODES:
-        raise InputError(f"invalid sandbox mode {sandbox!r}", hint=f"use one of {', '.join(SANDBOX_MODES)}")
+    check_mode(sandbox)
     before = session.db.installed()
     current = session.db.current_files()
     after = dict(sorted(after.items()))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from conary.errors import ConaryError, InputError
 
-SANDBOX_MODES = ("always", "auto", "never")
+SANDBOX_MODES = ("auto", "always", "never")  # the one list; "auto" (the default) first
 SCRIPTLET_KINDS = ("pre_install", "post_install", "pre_remove", "post_remove")
 DEFAULT_TIMEOUT = 3600.0
 TAIL_LINES = 10
