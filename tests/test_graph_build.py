@@ -1,0 +1,174 @@
+"""Graph builds of a tree of small real C projects (tarballs made here), over the host seed:
+order, build roots made of exactly the declared dependencies, checkpoints, rebuild sets and cutoff."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conary.cli.main import main
+from conary.graph import BuildRequest, CheckpointStore, Session, build, why
+from conary.runtime import list_installed
+from helpers_graph import TREE, write_graph_recipe, write_tree
+
+pytestmark = pytest.mark.slow
+
+
+def request(tmp: Path, tree: Path, **kw: object) -> BuildRequest:
+    return BuildRequest(
+        recipes=(tree,),
+        output=tmp / "repo",
+        state=tmp / "state",
+        host_seed=True,
+        source_cache=tmp / "sources",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def actions(report) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {r.name: r.action for r in report.results}
+
+
+def repo_bytes(repo: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(repo.glob("*.ccs"))}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("graph")
+    tree = write_tree(tmp / "tree")
+    report = build(request(tmp, tree, jobs=2))
+    assert actions(report) == dict.fromkeys(TREE, "built"), [(r.name, r.tail) for r in report.results]
+    return tmp, tree
+
+
+def test_tree_builds_in_dependency_order_with_roots_of_exactly_its_dependencies(
+    built: tuple[Path, Path],
+) -> None:
+    tmp, tree = built
+    session = Session(request(tmp, tree))
+    try:
+        order = session.graph.order
+        for name, deps in TREE.items():
+            assert all(order.index(dep) < order.index(name) for dep in deps)
+            root = session.build_root(name)
+            installed: set[str] = set()
+            for layer in root.layers:
+                installed |= {p.name for p in list_installed(layer)}
+            closure = set(session.graph.runtime_closure(deps))
+            assert installed == closure, name
+            assert root.host_seed
+    finally:
+        session.store.close()
+    assert sorted(p.name.split("-1.0")[0] for p in (tmp / "repo").glob("*.ccs")) == sorted(TREE)
+
+
+def test_a_second_run_builds_nothing(built: tuple[Path, Path]) -> None:
+    tmp, tree = built
+    cooks = len(CheckpointStore(tmp / "state").cooks())
+    report = build(request(tmp, tree, jobs=2))
+    assert actions(report) == dict.fromkeys(TREE, "cached")
+    assert len(CheckpointStore(tmp / "state").cooks()) == cooks
+
+
+def test_changes_rebuild_exactly_what_they_should(built: tuple[Path, Path], tmp_path: Path) -> None:
+    tmp0, _ = built
+    tmp = tmp_path
+    shutil.copytree(tmp0, tmp, dirs_exist_ok=True)
+    tree = tmp / "tree"
+    before = repo_bytes(tmp / "repo")
+
+    # A comment: nothing rebuilds.
+    write_graph_recipe(tree, "left", TREE["left"], comment="only a comment")
+    assert actions(build(request(tmp, tree))) == dict.fromkeys(TREE, "cached")
+
+    # The check step: left is cooked again, its output is the same, its dependents stay cached.
+    steps = {
+        "configure": "./configure --prefix=/usr",
+        "make": "make",
+        "check": "make check && true",
+        "install": "make install",
+    }
+    write_graph_recipe(tree, "left", TREE["left"], steps=steps)
+    report = build(request(tmp, tree))
+    assert actions(report) == {**dict.fromkeys(TREE, "cached"), "left": "cutoff"}
+    explained = why(request(tmp, tree), "left")
+    assert explained.unchanged
+
+    # The configure line changes left's library: left rebuilds, and so does top, which links it.
+    # top's own output does not change (the greeting lives in libleft), so app stays cached.
+    steps["configure"] = "./configure --prefix=/usr --greeting=hi"
+    write_graph_recipe(tree, "left", TREE["left"], steps=steps)
+    cooks = len(CheckpointStore(tmp / "state").cooks())
+    report = build(request(tmp, tree, jobs=2))
+    assert actions(report) == {**dict.fromkeys(TREE, "cached"), "left": "built", "top": "cutoff"}
+    assert sorted(name for _, name, _ in CheckpointStore(tmp / "state").cooks()[cooks:]) == ["left", "top"]
+    after = repo_bytes(tmp / "repo")
+    changed = {name.split("-1.0")[0] for name in before if before[name] != after[name]}
+    assert changed == {"left", "top"}  # top's package carries its new key in its provenance
+
+
+def test_why_names_the_changed_input(
+    built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp0, _ = built
+    shutil.copytree(tmp0, tmp_path, dirs_exist_ok=True)
+    tree = tmp_path / "tree"
+    steps = {
+        "configure": "./configure --prefix=/usr --greeting=why",
+        "make": "make",
+        "install": "make install",
+    }
+    write_graph_recipe(tree, "base", (), steps=steps)
+    code = main(["build", "why", "zmath", str(tree), "--state", str(tmp_path / "state")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "- dep:base:" in out and "+ dep:base:(not built)" in out
+    code = main(["build", "why", "base", str(tree), "--state", str(tmp_path / "state")])
+    out = capsys.readouterr().out
+    assert '+ recipe:build.configure="./configure --prefix=/usr --greeting=why"' in out
+    assert "- recipe:build.check=" in out
+
+
+def test_cli_json_and_output_digests_do_not_depend_on_jobs(
+    built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp0, tree = built
+    code = main(
+        [
+            "build",
+            str(tree),
+            "--output",
+            str(tmp_path / "repo"),
+            "--state",
+            str(tmp_path / "state"),
+            "--seed",
+            "host",
+            "-j",
+            "1",
+            "--source-cache",
+            str(tmp0 / "sources"),
+            "--json",
+        ]
+    )
+    assert code == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["action"] for r in results] == ["built"] * len(TREE)
+    assert set(results[0]) == {"name", "version", "action", "key", "output_digest", "seconds", "log"}
+    digests = {r.name: r.output_digest for r in build(request(tmp0, tree)).results}
+    assert {r["name"]: r["output_digest"] for r in results} == digests
+
+
+def test_a_library_used_but_not_declared_fails_to_build(built: tuple[Path, Path], tmp_path: Path) -> None:
+    tmp0, _ = built
+    shutil.copytree(tmp0, tmp_path, dirs_exist_ok=True)
+    tree = tmp_path / "tree"
+    write_graph_recipe(tree, "sneaky", (), uses=(), link="-lbase")
+    report = build(request(tmp_path, tree, keep_going=True))
+    result = {r.name: r for r in report.results}["sneaky"]
+    assert result.action == "failed"
+    assert any("lbase" in line for line in result.tail)
+    assert not report.ok
