@@ -23,6 +23,7 @@ def request(tmp: Path, tree: Path, **kw: object) -> BuildRequest:
         output=tmp / "repo",
         state=tmp / "state",
         host_seed=True,
+        toolchain="host",  # what `conary build --seed host` names
         source_cache=tmp / "sources",
         **kw,  # type: ignore[arg-type]
     )
@@ -133,7 +134,7 @@ def test_why_names_the_changed_input(
     assert "- recipe:build.check=" in out
 
 
-def test_cli_json_and_output_digests_do_not_depend_on_jobs(
+def test_cli_json_and_package_bytes_do_not_depend_on_jobs(
     built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tmp0, tree = built
@@ -160,6 +161,8 @@ def test_cli_json_and_output_digests_do_not_depend_on_jobs(
     assert set(results[0]) == {"name", "version", "action", "key", "output_digest", "seconds", "log"}
     digests = {r.name: r.output_digest for r in build(request(tmp0, tree)).results}
     assert {r["name"]: r["output_digest"] for r in results} == digests
+    # The same keys (the CLI names the host toolchain as the library calls here do): the same bytes.
+    assert repo_bytes(tmp_path / "repo") == repo_bytes(tmp0 / "repo")
 
 
 def test_a_library_used_but_not_declared_fails_to_build(built: tuple[Path, Path], tmp_path: Path) -> None:

@@ -10,10 +10,15 @@ their dependencies are done, which is where early cutoff turns a rebuild's depen
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +44,8 @@ from conary.graph.plan import (
     PackageResult,
 )
 from conary.graph.roots import clean_partial_roots
-from conary.graph.session import Session, place
-from conary.graph.store import Checkpoint, CheckpointStore, kept_package
+from conary.graph.session import Session, clean_partial_files, place
+from conary.graph.store import Checkpoint, CheckpointStore, kept_package, packages_dir
 
 # The session of the process a cook runs in. doit's process pool forks its workers from the
 # scheduler, and an SQLite connection must not cross a fork: each process opens its own.
@@ -51,9 +56,30 @@ def build(request: BuildRequest, *, dry_run: bool = False) -> BuildReport:
     """Build every recipe of the request whose key has no checkpoint, in dependency order."""
     session = Session(request)
     try:
-        return _Run(session, dry_run).run()
+        if dry_run:
+            return _Run(session, dry_run).run()
+        with _state_lock(session.state):
+            return _Run(session, dry_run).run()
     finally:
         session.store.close()
+
+
+@contextlib.contextmanager
+def _state_lock(state: Path) -> Iterator[None]:
+    """One build at a time per state directory (the lock goes with the process, even killed)."""
+    fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConaryError(
+                "another build is using this state directory",
+                where=str(state),
+                hint="wait for it to finish, or give another --state",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 class _Run:
@@ -96,6 +122,8 @@ class _Run:
             )
             clean_partial_roots(self.session.state / "roots")
             Path(self.request.output).mkdir(parents=True, exist_ok=True)
+            clean_partial_files(Path(self.request.output))
+            clean_partial_files(packages_dir(self.session.state))
         dirty: list[str] = []
         for name in self.graph.order:
             cp = self.session.checkpoint(name)
@@ -135,35 +163,35 @@ class _Run:
         loader = _Loader(tasks, self.request, self)
         # No config files: a pyproject.toml or doit.cfg in the caller's directory is not ours.
         DoitMain(loader, config_filenames=()).run(["run"])
-        store = self.session.store
-        failures = store.failures()
-        for name in dirty:
-            if name in self.results:
-                continue
-            self.session.forget(name)
-            cp = self.session.checkpoint(name)
-            if cp is not None:  # doit ran it in a worker process: read what it left
-                action = BUILT
-                before = self.previous.get(name)
-                if before is not None and before.output_digest == cp.output_digest:
-                    action = CUTOFF
-                self.finish(
-                    self._result(
-                        name, action, cp.key, digest=cp.output_digest, seconds=cp.seconds, log=cp.log
-                    )
-                )
-                continue
-            key = self.session.key(name)
-            if key is not None and failures.get(name, ("", ""))[0] == key.digest:
-                log = failures[name][1]
-                self.finish(self._result(name, FAILED, key.digest, log=log, tail=tuple(_tail(Path(log)))))
-            elif any(
-                self.results.get(dep, None) is not None and self.results[dep].action in (FAILED, BLOCKED)
-                for dep in self.graph.nodes[name].deps
-            ):
-                self.finish(self._result(name, BLOCKED))
-            else:  # not tried: the run stopped at a failure (no --keep-going)
-                self.finish(self._result(name, PENDING, key.digest if key else ""))
+        for name in dirty:  # in graph order: a dependency is settled before its dependents
+            self.settle(name, final=True)
+
+    def settle(self, name: str, final: bool = False) -> None:
+        """NAME's result once doit is done with it (or with the run), read from the store: the
+        cook ran in whichever process doit chose, and the store is what it left."""
+        if name in self.results:
+            return
+        self.session.forget(name)
+        cp = self.session.checkpoint(name)
+        if cp is not None:
+            before = self.previous.get(name)
+            action = CUTOFF if before is not None and before.output_digest == cp.output_digest else BUILT
+            self.finish(
+                self._result(name, action, cp.key, digest=cp.output_digest, seconds=cp.seconds, log=cp.log)
+            )
+            return
+        key = self.session.key(name)
+        failure = self.session.store.failure(name)
+        if key is not None and failure is not None and failure[0] == key.digest:
+            log = failure[1]
+            self.finish(self._result(name, FAILED, key.digest, log=log, tail=tuple(_tail(Path(log)))))
+        elif any(
+            name_dep in self.results and self.results[name_dep].action in (FAILED, BLOCKED)
+            for name_dep in self.graph.nodes[name].deps
+        ):
+            self.finish(self._result(name, BLOCKED))
+        elif final:  # not tried: the run stopped at a failure (no --keep-going)
+            self.finish(self._result(name, PENDING, key.digest if key else ""))
 
     def _task(self, name: str, dirty: set[str]) -> Task:
         node = self.graph.nodes[name]
@@ -211,12 +239,33 @@ def _cook_action(name: str) -> bool | TaskFailed:
 def _worker_session() -> Session:
     pid = os.getpid()
     if pid not in _WORKER:
+        # A doit worker: it dies with the scheduler, so a killed `conary build` leaves no cook
+        # behind to race the next run for the same work directory.
+        _die_with_parent()
         _WORKER.clear()  # a forked copy of the parent's session holds the parent's connection
         _WORKER[pid] = Session(_CURRENT["request"], CheckpointStore(Path(_CURRENT["request"].state)))
     return _WORKER[pid]
 
 
 _CURRENT: dict[str, Any] = {}
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != _CURRENT.get("scheduler"):  # the scheduler died before prctl took effect
+        os._exit(1)
+
+
+def _on_step(session: Session, name: str) -> Any:
+    def step(text: str) -> None:
+        session.store.step(name, text)
+        run = _CURRENT.get("run")
+        if run is not None and os.getpid() == _CURRENT.get("scheduler"):
+            run.emit("step", name, text=text)
+
+    return step
 
 
 def _cook(session: Session, name: str, key: str, key_text: str) -> None:
@@ -249,7 +298,7 @@ def _cook(session: Session, name: str, key: str, key_text: str) -> None:
         jobs=request.jobs_per_package,
         target=request.target,
     )
-    package = executor.cook(job, lambda step: store.step(name, step))
+    package = executor.cook(job, _on_step(session, name))
     digest = output_digest(package)
     sha = hashlib.sha256(package.read_bytes()).hexdigest()
     kept = kept_package(state, key)
@@ -300,8 +349,12 @@ class _Reporter:
     def execute_task(self, task: Any) -> None:
         self.run.emit("started", task.name)
 
-    def add_failure(self, task: Any, fail: Any) -> None: ...
-    def add_success(self, task: Any) -> None: ...
+    def add_failure(self, task: Any, fail: Any) -> None:
+        self.run.settle(task.name)
+
+    def add_success(self, task: Any) -> None:
+        self.run.settle(task.name)
+
     def skip_uptodate(self, task: Any) -> None: ...
     def skip_ignore(self, task: Any) -> None: ...
     def cleanup_error(self, exception: Any) -> None: ...
@@ -319,6 +372,8 @@ class _Loader(TaskLoader2):
         self.request = request
         self.reporter = _Reporter(run)
         _CURRENT["request"] = request
+        _CURRENT["run"] = run
+        _CURRENT["scheduler"] = os.getpid()
         _WORKER.clear()
         _WORKER[os.getpid()] = run.session
 

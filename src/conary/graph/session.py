@@ -191,6 +191,13 @@ def place(source: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
+def clean_partial_files(directory: Path) -> None:
+    """Remove the temporary names `place` uses that a killed run left in DIRECTORY."""
+    if directory.is_dir():
+        for entry in directory.glob(".*.tmp"):
+            entry.unlink(missing_ok=True)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as handle:
