@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 from doit.cmd_base import TaskLoader2
@@ -41,6 +42,15 @@ from conary.graph import BuildRequest, Checkpoint, Session, build
 from conary.graph.store import kept_package
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def profile_break_edges() -> tuple[tuple[str, str], ...]:
+    """The edges the profiles in stages/ drop to break toolchain cycles (for a tree of their recipes)."""
+    edges: list[tuple[str, str]] = []
+    for profile in sorted((ROOT / "stages").glob("*.toml")):
+        for stage in tomllib.loads(profile.read_text()).get("stages", []):
+            edges.extend((a, b) for a, b in stage.get("break_edges", []))
+    return tuple(edges)
 
 
 def real_tree(directory: Path | None, scratch: Path) -> Path:
@@ -179,6 +189,7 @@ def conary_noop(request: BuildRequest) -> float:
 
 
 def measure(label: str, tree: Path, scratch: Path, runs: int) -> None:
+    """Fill a store for TREE, then time A (conary) and B (bare doit) alternately."""
     key = scratch / f"{label}.key"
     generate_keypair(key)
     request = BuildRequest(
@@ -188,6 +199,7 @@ def measure(label: str, tree: Path, scratch: Path, runs: int) -> None:
         host_seed=True,
         toolchain="host",
         signing_key=key,
+        break_edges=profile_break_edges(),
     )
     session = fill_store(request)
     edges = {name: session.graph.nodes[name].deps for name in session.graph.order}
