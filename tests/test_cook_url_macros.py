@@ -113,9 +113,10 @@ def test_a_missing_source_is_reported_by_its_expanded_name(cli, env: Path) -> No
             recipe)  # fmt: skip
     assert r.code != 0
     assert "%(" not in r.err
-    assert r.err.startswith("conary: error: tinyproj-1.0.tar.gz: sha256:")
-    assert f"mirror {mirror} (not found)" in r.err
-    assert "https://ftp.gnu.org/gnu/tinyproj/tinyproj-1.0.tar.gz (not tried: offline)" in r.err
+    error = r.err.strip().splitlines()[-1]  # after the step lines a cook prints without a terminal
+    assert error.startswith("conary: error: tinyproj-1.0.tar.gz: sha256:")
+    assert f"mirror {mirror} (not found)" in error
+    assert "https://ftp.gnu.org/gnu/tinyproj/tinyproj-1.0.tar.gz (not tried: offline)" in error
 
 
 def test_fetch_only_lists_expanded_urls(cli, env: Path) -> None:

@@ -100,8 +100,9 @@ def test_cook_with_a_wrong_checksum_reads_as_a_mismatch_not_as_not_found(
     recipe.write_text(text.replace(pinned, wrong).replace(url, _dead_url(url.rsplit("/", 1)[1])))
     r = cli("cook", "--source-cache", shared_source_cache, "--output", tmp_path / "out", recipe)
     assert r.code == 1
-    line = r.err.strip()
-    assert len(line.splitlines()) == 1
+    lines = r.err.strip().splitlines()
+    line = lines[-1]
+    assert line.startswith("conary: error: ") and all(x.startswith("cook: ") for x in lines[:-1])
     assert re.search(
         r"checksum mismatch: (Debian's hello_\S+\.orig\.tar\.gz \(hello \S+\) is sha256:[0-9a-f]{64}, "
         rf"the recipe pins {wrong}|the recipe pins hello \S+ \({wrong}\), but Debian ships hello \S+ now)",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import uuid
 from pathlib import Path
 
-from helpers_cook import tiny_recipe
+from helpers_cook import TINYPROJ, make_tarball, write_recipe
 
 # Read while the module is collected, before any session fixture runs: the user's own dirs.
 REAL_XDG_DIRS = {
@@ -14,17 +16,17 @@ REAL_XDG_DIRS = {
 }
 
 
-def _snapshot(root: Path) -> dict[str, int]:
-    """Every path under *root* with its mtime (the empty dict when *root* does not exist)."""
-    found: dict[str, int] = {}
-    if not root.exists():
-        return found
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(dirpath, name)
-            found[path] = os.lstat(path).st_mtime_ns
-    found[str(root)] = os.lstat(root).st_mtime_ns
-    return found
+def _state(path: Path) -> tuple[int, int] | None:
+    """(size, mtime) of *path*, or None when it does not exist."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _names(directory: Path, prefix: str) -> set[str]:
+    return {p.name for p in directory.glob(f"{prefix}*")} if directory.is_dir() else set()
 
 
 def test_conary_defaults_resolve_inside_the_sessions_temporary_xdg_dirs() -> None:
@@ -44,11 +46,24 @@ def test_conary_defaults_resolve_inside_the_sessions_temporary_xdg_dirs() -> Non
 
 def test_a_cook_with_every_default_leaves_the_real_dirs_untouched(cli, tmp_path: Path) -> None:
     """A cook without --source-cache or --key fills the default source cache, makes a work dir and
-    creates the default signing key: all of it lands in the temporary dirs."""
-    real = [REAL_XDG_DIRS["XDG_CACHE_HOME"] / "conary", REAL_XDG_DIRS["XDG_CONFIG_HOME"] / "conary"]
-    before = [_snapshot(path) for path in real]
-    r = cli("cook", "--output", tmp_path / "dist", tiny_recipe(tmp_path))
+    creates the default signing key: all of it lands in the temporary dirs. (Other programs on the
+    machine may use the real dirs meanwhile, so the test looks for what this cook would have made.)"""
+    real_cache = REAL_XDG_DIRS["XDG_CACHE_HOME"] / "conary"
+    real_key = REAL_XDG_DIRS["XDG_CONFIG_HOME"] / "conary" / "keys" / "default"
+    # A source unique to this run, so its cache entry cannot exist anywhere yet.
+    unique = uuid.uuid4().hex
+    tarball = make_tarball(TINYPROJ, tmp_path / "tinyproj-1.0.tar.gz", "tinyproj-1.0", extra={unique: b""})
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    recipe = write_recipe(tmp_path, f"isolation{unique[:12]}", tarball.name, f"sha256:{digest}")
+    name = recipe.name.removesuffix(".recipe.toml")
+    work_before = _names(real_cache / "work", name)
+    key_before = _state(real_key)
+
+    r = cli("cook", "--output", tmp_path / "dist", recipe)
     assert r.code == 0, r.err
-    assert [_snapshot(path) for path in real] == before
+    assert _state(real_cache / "sources" / "sha256" / digest) is None
+    assert _names(real_cache / "work", name) == work_before
+    assert _state(real_key) == key_before
+    private_cache = Path(os.environ["XDG_CACHE_HOME"]) / "conary"
+    assert (private_cache / "sources" / "sha256" / digest).is_file()
     assert (Path(os.environ["XDG_CONFIG_HOME"]) / "conary" / "keys" / "default").is_file()
-    assert any((Path(os.environ["XDG_CACHE_HOME"]) / "conary" / "sources").rglob("*"))
