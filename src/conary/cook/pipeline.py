@@ -22,6 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from conary import __version__
+from conary.ccs import (
+    ComponentRules,
+    PackageMeta,
+    SigningKey,
+    build_package,
+    default_key_path,
+    ensure_default_key,
+    load_signing_key,
+)
 from conary.cook.environment import DEST_DIR, step_environment
 from conary.cook.errors import StepError
 from conary.cook.logs import log_path, step_output, tail
@@ -29,7 +38,8 @@ from conary.cook.patch import PatchSpec, apply_patches, verify_patch
 from conary.cook.runner import HostRunner, SandboxRunner, shell_argv
 from conary.cook.unpack import copy_source, unpack
 from conary.errors import ConaryError, InputError
-from conary.recipe import Cross, TargetMacros, native_target
+from conary.fetch import Fetcher, default_cache_dir, filename_from_url, make_fetcher
+from conary.recipe import Cross, MacroContext, Recipe, TargetMacros, load_recipe, native_target
 
 Progress = Callable[[str], None]
 
@@ -99,8 +109,6 @@ def _note(options: CookOptions, text: str, name: str = "") -> None:
 
 def default_work_root() -> Path:
     """Work directories live beside the source cache: $XDG_CACHE_HOME/conary/work by default."""
-    from conary.fetch import default_cache_dir
-
     return default_cache_dir().parent / "work"
 
 
@@ -108,15 +116,11 @@ def recipe_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load(recipe_path: str | os.PathLike[str]) -> Any:
-    from conary.recipe import load_recipe
-
+def load(recipe_path: str | os.PathLike[str]) -> Recipe:
     return load_recipe(recipe_path)
 
 
-def _fetcher(options: CookOptions) -> Any:
-    from conary.fetch import make_fetcher
-
+def _fetcher(options: CookOptions) -> Fetcher:
     return make_fetcher(
         options.mirrors,
         offline=options.offline,
@@ -125,7 +129,9 @@ def _fetcher(options: CookOptions) -> Any:
     )
 
 
-def source_items(recipe: Any, target: TargetMacros | None = None) -> list[tuple[str, str, str, str | None]]:
+def source_items(
+    recipe: Recipe, target: TargetMacros | None = None
+) -> list[tuple[str, str, str, str | None]]:
     """(key, url, checksum, debian) of everything the recipe fetches, in cook order.
 
     URLs are macro-expanded (``hello-%(version)s.tar.gz`` becomes ``hello-2.10.tar.gz``), so the
@@ -144,12 +150,12 @@ def source_items(recipe: Any, target: TargetMacros | None = None) -> list[tuple[
     return items
 
 
-def _expanded(recipe: Any, destdir: str, target: TargetMacros | None) -> Any:
+def _expanded(recipe: Recipe, destdir: str, target: TargetMacros | None) -> Recipe:
     """*recipe* with its macros expanded for a cook (a no-op for an already expanded recipe)."""
     return recipe.expand(_macro_context(recipe, destdir, target))
 
 
-def fetch_sources(recipe: Any, recipe_dir: Path, options: CookOptions) -> dict[str, FetchedSource]:
+def fetch_sources(recipe: Recipe, recipe_dir: Path, options: CookOptions) -> dict[str, FetchedSource]:
     """Fill the source cache with every source of *recipe*; the only step that uses the network."""
     fetcher = _fetcher(options)
     fetched: dict[str, FetchedSource] = {}
@@ -218,7 +224,7 @@ class _State:
     steps_started: bool = False
 
 
-def _make_workdir(options: CookOptions, recipe: Any) -> Path:
+def _make_workdir(options: CookOptions, recipe: Recipe) -> Path:
     nvr = f"{recipe.package.name}-{recipe.package.version}-{recipe.package.release}"
     if options.workdir is not None:
         work = options.workdir
@@ -240,7 +246,7 @@ def _make_workdir(options: CookOptions, recipe: Any) -> Path:
 
 def _cook_in(
     work: Path,
-    recipe: Any,
+    recipe: Recipe,
     recipe_path: Path,
     fetched: Mapping[str, FetchedSource],
     options: CookOptions,
@@ -349,10 +355,10 @@ def _run_step(
         return runner.run(shell_argv(script), env, cwd, fd)
 
 
-def _prepare_sources(recipe: Any, recipe_dir: Path, fetched: Mapping[str, FetchedSource], build: Path) -> int:
+def _prepare_sources(
+    recipe: Recipe, recipe_dir: Path, fetched: Mapping[str, FetchedSource], build: Path
+) -> int:
     """Unpack (or copy) the main and additional sources; return the newest source mtime seen."""
-    from conary.fetch import filename_from_url
-
     src = recipe.source
     newest = 0
     if src.archive is not None:
@@ -392,7 +398,7 @@ def _copy_tree(source: Path, dest: Path) -> int:
 
 
 def _patch(
-    recipe: Any, recipe_dir: Path, fetched: Mapping[str, FetchedSource], build: Path, log: Path
+    recipe: Recipe, recipe_dir: Path, fetched: Mapping[str, FetchedSource], build: Path, log: Path
 ) -> list[str]:
     verified: list[tuple[PatchSpec, Path]] = []
     # Every patch is checked before the first is applied, so a missing one fails early.
@@ -421,13 +427,11 @@ def _source_date_epoch(options: CookOptions, newest_source_mtime: int) -> int:
     return max(0, newest_source_mtime)
 
 
-def _jobs(recipe: Any) -> int:
+def _jobs(recipe: Recipe) -> int:
     return recipe.build.jobs or os.cpu_count() or 1
 
 
-def _macro_context(recipe: Any, destdir: str, target: TargetMacros | None) -> Any:
-    from conary.recipe import MacroContext
-
+def _macro_context(recipe: Recipe, destdir: str, target: TargetMacros | None) -> MacroContext:
     cross = recipe.cross
     stage = recipe.build.stage or (cross.stage if cross is not None else None) or "final"
     return MacroContext(
@@ -440,12 +444,12 @@ def _macro_context(recipe: Any, destdir: str, target: TargetMacros | None) -> An
     )
 
 
-def _cross_tools(recipe: Any) -> Cross | None:
+def _cross_tools(recipe: Recipe) -> Cross | None:
     """The recipe's [cross] table when it sets up a cross build (its tools reach the environment)."""
     return recipe.cross if recipe.is_cross else None
 
 
-def _arch(recipe: Any, target: TargetMacros | None) -> str:
+def _arch(recipe: Recipe, target: TargetMacros | None) -> str:
     if target is not None:
         return target.arch
     if recipe.is_cross and recipe.cross.target:
@@ -454,9 +458,7 @@ def _arch(recipe: Any, target: TargetMacros | None) -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine.lower(), machine)
 
 
-def _component_rules(recipe: Any) -> Any:
-    from conary.ccs import ComponentRules
-
+def _component_rules(recipe: Recipe) -> ComponentRules | None:
     rules = {
         f.name: getattr(recipe.components, f.name)
         for f in dataclasses.fields(recipe.components)
@@ -465,9 +467,7 @@ def _component_rules(recipe: Any) -> Any:
     return ComponentRules.from_mapping(rules) if rules else None
 
 
-def _signing_key(options: CookOptions) -> tuple[Any, Path | None]:
-    from conary.ccs import default_key_path, ensure_default_key, load_signing_key
-
+def _signing_key(options: CookOptions) -> tuple[SigningKey, Path | None]:
     if options.key is not None:
         return load_signing_key(options.key), None
     key, created = ensure_default_key()
@@ -475,10 +475,8 @@ def _signing_key(options: CookOptions) -> tuple[Any, Path | None]:
 
 
 def _package(
-    recipe: Any, dest: Path, options: CookOptions, provenance: Mapping[str, Any], sde: int
+    recipe: Recipe, dest: Path, options: CookOptions, provenance: Mapping[str, Any], sde: int
 ) -> tuple[Path, Path | None]:
-    from conary.ccs import PackageMeta, build_package
-
     pkg = recipe.package
     meta = PackageMeta(
         name=pkg.name,

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from conary import sandbox
 from conary.cook.environment import BUILD_DIR, DEST_DIR
 
 HERMETIC = "hermetic"
@@ -86,9 +87,7 @@ class SandboxRunner:
     def dest_dir(self) -> str:
         return DEST_DIR
 
-    def spec(self, env: Mapping[str, str], cwd: str):  # type: ignore[no-untyped-def]
-        from conary import sandbox
-
+    def spec(self, env: Mapping[str, str], cwd: str) -> sandbox.SandboxSpec:
         return sandbox.build_spec(
             self.build_host,
             self.dest_host,
@@ -99,13 +98,9 @@ class SandboxRunner:
         )
 
     def describe(self) -> list[str]:
-        from conary import sandbox
-
         return list(sandbox.describe(self.spec({}, BUILD_DIR)))
 
     def run(self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int) -> int:
-        from conary import sandbox
-
         return sandbox.run(
             self.spec(env, cwd), list(argv), stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd
         )

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import zstandard
+
 from conary.errors import ConaryError, InputError
 from conary.fsutil import require_tool
 
@@ -157,8 +159,6 @@ def _open_tar(archive: Path, fmt: str, where: str = "") -> Iterator[tarfile.TarF
         with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode=mode) as tar:
             yield tar
     elif fmt == "tar.zst":
-        import zstandard
-
         with open(archive, "rb") as raw:
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
             with reader, tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[arg-type]
