@@ -21,6 +21,7 @@ A crash before 6 is undone (every action reversed, in reverse order); after 6 it
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import signal
@@ -247,6 +248,19 @@ class Engine:
                 "(content may have been garbage-collected)",
             )
 
+    def _txid(self, plan: Plan) -> str:
+        """A random id; under SOURCE_DATE_EPOCH (a reproducible build, such as an image's root) one
+        derived from the root's state and the plan, so that the DB and pack names are reproducible.
+        The state number keeps it unique within the root."""
+        epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+        if not epoch.isdigit():
+            return secrets.token_hex(6)
+        text = "\0".join(
+            [epoch, str(self.db.current_state()), plan.operation, plan.summary]
+            + [f"{p.manifest_id}:{','.join(p.components)}" for p in plan.packages]
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
     def _filesystem_of(self, directory: str, cache: dict[str, int]) -> int:
         """A descriptor of the filesystem DIRECTORY is (or, when it is still to be made, will be) on."""
         fd = cache.get(directory)
@@ -298,7 +312,7 @@ class Engine:
     ) -> TxResult:
         """Run PLAN as one changeset. SOURCES give content the store lacks; STORED_BYTES their
         compressed sizes (what the store's pack will grow by)."""
-        txid = secrets.token_hex(6)
+        txid = self._txid(plan)
         feeder = ContentFeeder(self.cas, sources or {}, txid)
         self.check_content(plan, feeder)
         self.check_space(plan, feeder, stored_bytes or {})
