@@ -7,6 +7,9 @@ checksums below are copied from LFS 12.4 (chapter 3, "All Packages"), not derive
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import tomllib
 from collections import Counter
 from graphlib import CycleError, TopologicalSorter
@@ -374,3 +377,26 @@ def test_bootstrap_dry_run_lists_the_book_and_reports_every_source_missing(
         package = listed[(stage, name)]
         assert package["version"] == version
         assert package["sources"][0]["checksum"] == f"md5:{md5}"
+
+
+BASH_ONLY = re.compile(r"\b(pushd|popd)\b|(?<!\$)\{[^{}\s]*,[^{}\s]*\}")
+
+
+def test_steps_outside_the_chroot_are_posix_sh(recipes: dict[str, Recipe]) -> None:
+    """Chapters 4-6 run with the seed's /bin/sh (dash on Debian), not with bash."""
+    dash = shutil.which("dash")
+    checked = 0
+    for path, recipe in recipes.items():
+        if recipe.build.chroot:
+            continue
+        expanded = recipe.expand(MacroContext(target="x86_64-lfs-linux-gnu", sysroot="/mnt/lfs"))
+        scripts = [script for _step, script in expanded.build.steps()]
+        if expanded.build.sanity_check is not None:
+            scripts.append(expanded.build.sanity_check.script)
+        for script in scripts:
+            assert not BASH_ONLY.search(script), (path, BASH_ONLY.search(script).group(0))
+            if dash:
+                syntax = subprocess.run([dash, "-n", "-c", script], capture_output=True, text=True)
+                assert syntax.returncode == 0, (path, syntax.stderr)
+            checked += 1
+    assert checked > 50
