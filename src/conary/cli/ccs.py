@@ -4,10 +4,28 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from conary.ccs import (
+    FileEntry,
+    Package,
+    build_package,
+    ensure_default_key,
+    export_oci,
+    generate_keypair,
+    load_public_key,
+    load_signing_key,
+    open_package,
+    resign_package,
+)
+from conary.ccs.build import DEFAULT_COMPRESSION_LEVEL
+from conary.ccs.errors import CcsInputError
+from conary.ccs.keys import default_key_path
+from conary.ccs.spec import load_build_spec
 from conary.cli import output
+from conary.errors import InputError
 
 
 def register(subparsers: Any) -> None:
@@ -133,8 +151,6 @@ def register(subparsers: Any) -> None:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from conary.ccs import generate_keypair, load_public_key
-
     private, public = generate_keypair(args.output)
     print(f"{private}\n{public}")
     output.notice(f"key id {load_public_key(public).key_id}")
@@ -142,8 +158,6 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _epoch() -> int:
-    from conary.ccs.errors import CcsInputError
-
     raw = os.environ.get("SOURCE_DATE_EPOCH", "0").strip() or "0"
     try:
         value = int(raw)
@@ -153,11 +167,6 @@ def _epoch() -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from conary.ccs import build_package, ensure_default_key, load_signing_key
-    from conary.ccs.build import DEFAULT_COMPRESSION_LEVEL
-    from conary.ccs.keys import default_key_path
-    from conary.ccs.spec import load_build_spec
-
     spec = load_build_spec(args.dir)
     tree = Path(args.source) if args.source else Path(args.dir) / "root"
     if args.key:
@@ -185,16 +194,12 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from conary.ccs import resign_package
-
     key_id = resign_package(args.package, args.key)
     output.notice(f"signed {args.package} with key {key_id}")
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from conary.ccs import load_public_key, open_package
-
     # A failed check raises CcsVerifyError: one line naming the flaw, exit status 1.
     trusted = [load_public_key(p) for p in args.trust] if args.trust else None
     with open_package(args.package, trusted) as pkg:
@@ -214,7 +219,7 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def inspect_data(pkg: Any) -> dict[str, Any]:
+def inspect_data(pkg: Package) -> dict[str, Any]:
     m = pkg.manifest
     return {
         "name": m.name,
@@ -254,8 +259,6 @@ def inspect_data(pkg: Any) -> dict[str, Any]:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from conary.ccs import open_package
-
     with open_package(args.package) as pkg:
         data = inspect_data(pkg)
     if args.json:
@@ -281,9 +284,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from conary.ccs import load_public_key, open_package
-    from conary.errors import InputError
-
     if args.preserve_setuid and not args.trust:
         raise InputError(
             "--preserve-setuid needs a trusted signer",
@@ -308,7 +308,7 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def _extract_summary(files: int, size: int, entries: Any, dest: str) -> str:
+def _extract_summary(files: int, size: int, entries: Sequence[FileEntry], dest: str) -> str:
     """``wrote 12 files (34,567 bytes), 3 directories and 1 symlink to DEST``."""
     count = {kind: sum(1 for e in entries if e.type == kind) for kind in ("dir", "symlink")}
     count["file"] = files
@@ -323,8 +323,6 @@ def _extract_summary(files: int, size: int, entries: Any, dest: str) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from conary.ccs import export_oci
-
     path = export_oci(args.packages, Path(args.output), arch=args.arch, tag=args.tag)
     print(path)
     return 0
