@@ -9,9 +9,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+from rich.live import Live
+from rich.text import Text
 
 from conary.cli import output
+from conary.cook import CookOptions, CookResult, FetchedSource, cook_recipe, fetch_only
 from conary.errors import ConaryError, InputError
 
 DESCRIPTION = """\
@@ -147,8 +151,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from conary.cook import CookOptions, cook_recipe, fetch_only
-
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be 1 or more, got {args.jobs}", where="conary cook")
     if args.workdir is not None and len(args.recipes) > 1:
@@ -215,7 +217,7 @@ def _explain_failure(err: ConaryError) -> None:
         output.notice(f"work directory kept at {workdir}")
 
 
-def _report_fetch(fetched: list, as_json: bool) -> int:  # type: ignore[type-arg]
+def _report_fetch(fetched: list[FetchedSource], as_json: bool) -> int:
     if as_json:
         output.emit_json(
             [{"key": f.key, "url": f.url, "checksum": f.checksum, "path": str(f.path)} for f in fetched]
@@ -226,7 +228,7 @@ def _report_fetch(fetched: list, as_json: bool) -> int:  # type: ignore[type-arg
     return 0
 
 
-def _result_json(result) -> dict:  # type: ignore[no-untyped-def, type-arg]
+def _result_json(result: CookResult) -> dict[str, Any]:
     return {
         "package": str(result.package_path),
         "name": result.name,
@@ -255,8 +257,6 @@ def _progress(*, enabled: bool) -> Iterator[Callable[[str], None] | None]:
     if not output.stderr.is_terminal:
         yield _step_lines(sys.stderr)
         return
-    from rich.live import Live
-    from rich.text import Text
 
     with Live(Text("cook: starting"), console=output.stderr, auto_refresh=False, transient=True) as line:
 

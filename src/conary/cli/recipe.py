@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from conary.cli import output
+from conary.cook.bump import plan_bump_from_debian, write_bump
 from conary.errors import InputError
 from conary.recipe import MacroContext, Recipe, check_paths, load_recipe
 
@@ -119,8 +120,6 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _bump(args: argparse.Namespace) -> int:
-    from conary.cook.bump import plan_bump_from_debian, write_bump  # apt and the cook layer: not for --help
-
     if not args.from_debian:
         raise InputError(
             "bump needs to know where the new version comes from", where="conary recipe bump",
