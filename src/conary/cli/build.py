@@ -10,6 +10,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from rich.live import Live
+from rich.text import Text
+
 from conary.cli import output
 from conary.errors import InputError
 from conary.graph import (
@@ -211,9 +214,6 @@ def _progress(quiet: bool) -> Iterator[Callable[[BuildEvent], None] | None]:
 
         yield line
         return
-    from rich.live import Live
-    from rich.text import Text
-
     running: dict[str, float] = {}
     with Live(console=output.stderr, auto_refresh=False, transient=True) as live:
 

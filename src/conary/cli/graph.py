@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from conary.cli import output
@@ -45,8 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_show(args: argparse.Namespace) -> int:
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="conary-graph.") as scratch:
         request = BuildRequest(
             recipes=tuple(args.recipes),

@@ -11,6 +11,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+import conary.cli
 from conary import __version__
 from conary.errors import ConaryError, InputError
 
@@ -20,8 +21,6 @@ _NOT_COMMANDS = {"main", "output"}
 
 
 def _command_modules() -> list[str]:
-    import conary.cli
-
     return sorted(
         f"conary.cli.{info.name}"
         for info in pkgutil.iter_modules(conary.cli.__path__)

@@ -36,6 +36,7 @@ def byte_progress(labels: dict[str, str]) -> Iterator[Callable[[str, int, int], 
     if not sys.stderr.isatty():
         yield None
         return
+    # on use: rich.progress adds ~40 ms to every start-up, and only a terminal draws the bar
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     columns = (TextColumn("{task.description:<12}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())

@@ -86,6 +86,7 @@ class HttpDownloader:
         if not self.progress:
             yield from response.iter_content(_BLOCK)
             return
+        # on use: rich.progress adds ~40 ms to every start-up, and only a terminal draws the bar
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 

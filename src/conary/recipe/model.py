@@ -175,7 +175,7 @@ class Recipe:
 
     def expand(self, context: MacroContext | None = None) -> Recipe:
         """A copy with every %(macro)s expanded; see conary.recipe.macros for what is expanded."""
-        from conary.recipe.macros import expand_recipe
+        from conary.recipe.macros import expand_recipe  # breaks a cycle: macros imports this module
 
         return expand_recipe(self, context)
 
