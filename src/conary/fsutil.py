@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from conary.errors import NoSpaceError
+from conary.errors import MissingToolError, NoSpaceError
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -153,8 +153,6 @@ def ensure_free_space(needed: int, available: int, *, where: str, what: str) -> 
 
 def require_tool(tool: str, debian_package: str, purpose: str | None = None) -> str:
     """Return the absolute path of *tool*, or raise naming the Debian package that provides it."""
-    from conary.errors import MissingToolError
-
     found = shutil.which(tool)
     if found is None:
         raise MissingToolError(tool, debian_package, purpose=purpose)

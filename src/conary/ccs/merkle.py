@@ -53,7 +53,7 @@ def merkle_root(items: Sequence[bytes]) -> str:
 
 def file_record(entry: FileEntry) -> bytes:
     """The leaf bytes of a file: the canonical CBOR of its manifest record."""
-    from conary.ccs.manifest import encode_file
+    from conary.ccs.manifest import encode_file  # breaks a cycle: manifest imports this module
 
     return encode_file(entry)
 

@@ -98,7 +98,7 @@ def resign_package(
     The package is verified first (against trusted_keys if given), so a corrupt package is never
     blessed with a fresh signature.
     """
-    from conary.ccs.reader import open_package
+    from conary.ccs.reader import open_package  # breaks a cycle: reader imports this module
 
     path = Path(path)
     key = as_signing_key(key)

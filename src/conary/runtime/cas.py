@@ -27,14 +27,11 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import zstandard
 
+from conary.runtime.db import Database, PackedObject
 from conary.runtime.errors import MissingContentError
-
-if TYPE_CHECKING:
-    from conary.runtime.db import Database, PackedObject
 
 _BLOCK = 1 << 20
 PACK_SUFFIX = ".pack"
@@ -292,8 +289,6 @@ class PackWriter:
 
     def record(self, sha256: str, start: int) -> PackedObject:
         """Note that the bytes written since offset START are object SHA256."""
-        from conary.runtime.db import PackedObject
-
         obj = PackedObject(sha256, self.name, start, self.offset - start)
         self.added.append(obj)
         return obj
