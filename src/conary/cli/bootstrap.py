@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from rich.live import Live
+from rich.text import Text
 
 from conary.bootstrap import (
     DEFAULT_WORK,
@@ -19,8 +27,10 @@ from conary.bootstrap import (
     prerequisites,
     save_config,
 )
+from conary.bootstrap.pipeline import Bootstrap, RunReport
 from conary.cli import output
 from conary.errors import ConaryError, InputError
+from conary.graph import BuildEvent
 from conary.recipe import machine_name
 from conary.sandbox import check_support
 from conary.targets import load_target
@@ -119,6 +129,89 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     dry.add_argument("--json", action="store_true", help="print the plan as JSON")
     dry.set_defaults(func=_dry_run)
+
+    for name, text in STAGE_HELP.items():
+        stage = sub.add_parser(
+            name,
+            help=text,
+            description=f"Run {name} ({text}) and every earlier stage not yet done. A package whose "
+            "key has a checkpoint is not built again.",
+        )
+        _work_option(stage)
+        _keep_going_option(stage)
+        stage.set_defaults(func=_run, until=name)
+
+    run = sub.add_parser(
+        "run",
+        help="run every stage of the profile",
+        description="Import the seed and run every stage of the work dir's profile in order. "
+        "A killed run is continued by 'resume' (or by 'run' again): nothing with a checkpoint is "
+        "built again.",
+    )
+    _work_option(run)
+    _keep_going_option(run)
+    run.add_argument("--skip-stage2", action="store_true", help="leave out the optional Stage2 rebuild")
+    run.add_argument("--skip-conary", action="store_true", help="leave out the optional Conary stage")
+    run.set_defaults(func=_run, until=None)
+
+    resume = sub.add_parser(
+        "resume",
+        help="continue the last run after a kill or a fix",
+        description="Run again towards the stage the last run was asked to reach; packages whose key "
+        "has a checkpoint are not built again, and a failed package is retried.",
+    )
+    _work_option(resume)
+    _keep_going_option(resume)
+    resume.set_defaults(func=_resume)
+
+    stat = sub.add_parser(
+        "status",
+        help="per stage and package: done, pending, failed or running, with time, key and log",
+        description="Show each stage and each of its packages as done, pending, failed or running, "
+        "with the build time, the derivation key and the log, from the work dir's checkpoint store.",
+    )
+    _work_option(stat)
+    stat.add_argument("--json", action="store_true", help="print the status as JSON")
+    stat.set_defaults(func=_status)
+
+    clean = sub.add_parser(
+        "clean",
+        help="forget built outputs (a stage's, or all of them)",
+        description="Without --stage, remove everything in the work dir but its choices "
+        "(bootstrap.toml). With --stage S, remove S's packages so its next run builds them again "
+        "('seed' removes the imported seed).",
+    )
+    _work_option(clean)
+    clean.add_argument("--stage", default=None, metavar="S", help="only this stage (or 'seed')")
+    clean.set_defaults(func=_clean)
+
+    whyp = sub.add_parser(
+        "why",
+        help="which key input of a package changed since its last build",
+        description="Print which inputs of PKG's derivation key (recipe fields, source checksums, a "
+        "dependency's output digest, the toolchain) changed since its last checkpoint, or that none did.",
+    )
+    _work_option(whyp)
+    whyp.add_argument("package", metavar="PKG", help="a package built by the profile")
+    whyp.set_defaults(func=_why)
+
+
+STAGE_HELP = {
+    "stage0": "import the seed (and build the profile's stage0, if it has one)",
+    "stage1": "build the first stage (minimal: Linux headers and musl)",
+    "stage2": "rebuild stage1 in a root of its own output and compare output digests",
+    "base": "build the base system",
+    "conary": "build the Conary stage",
+    "image": "build the image stage",
+}
+
+
+def _keep_going_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="after a failure, keep building packages that do not depend on it",
+    )
 
 
 def _work_option(parser: argparse.ArgumentParser) -> None:
@@ -278,3 +371,173 @@ def _print_plan(report: DryRunReport) -> None:
     )
     if missing:
         print("missing sources: fetch them ('conary cook --fetch-only RECIPE') or give a --mirror")
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _bootstrap(args: argparse.Namespace, config: BootstrapConfig | None = None) -> Bootstrap:
+    config = config or load_config(Path(args.work))
+    return Bootstrap(
+        config=config,
+        profile=load_profile(config.profile),
+        target=load_target(config.target),
+        keep_going=bool(getattr(args, "keep_going", False)),
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.work))
+    if getattr(args, "skip_stage2", False) or getattr(args, "skip_conary", False):
+        config = dataclasses.replace(
+            config,
+            skip_stage2=config.skip_stage2 or args.skip_stage2,
+            skip_conary=config.skip_conary or args.skip_conary,
+        )
+        save_config(config)
+    bootstrap = _bootstrap(args, config)
+    with _progress() as progress:
+        report = dataclasses.replace(bootstrap, progress=progress).run(args.until)
+    return _print_run(report)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    bootstrap = _bootstrap(args)
+    with _progress() as progress:
+        report = dataclasses.replace(bootstrap, progress=progress).resume()
+    return _print_run(report)
+
+
+def _print_run(report: RunReport) -> int:
+    for stage in report.stages:
+        counts: dict[str, int] = {}
+        for package in stage.packages:
+            counts[package.action] = counts.get(package.action, 0) + 1
+        summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
+        detail = f": {summary}" if summary else (f": {stage.reason}" if stage.reason else "")
+        print(f"{stage.name}: {stage.state} in {stage.seconds:.1f}s{detail}")
+        for verdict in stage.reproducibility:
+            if verdict.verdict == "reproducible":
+                print(f"  {verdict.package}: reproducible ({verdict.second[:16]})")
+            else:
+                before, now = verdict.first[:16] or "none", verdict.second[:16]
+                print(f"  {verdict.package}: NOT reproducible: output {before} before, {now} now")
+        for failure in stage.failures:
+            step = Path(failure.log).stem if failure.log.endswith(".log") else "cook"
+            print(f"  {failure.name} failed at step {step}; log: {failure.log or 'none'}")
+            for line in failure.tail:
+                print(f"    | {line}")
+        blocked = [p.name for p in stage.packages if p.action == "blocked"]
+        if blocked:
+            print(f"  not built because a dependency failed: {', '.join(blocked)}")
+    if not report.ok:
+        print("fix the failure, then run 'conary bootstrap resume'")
+    return 0 if report.ok else 1
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Callable[[str, BuildEvent], None]]:
+    """A live view on a terminal (stage, done/total, each running package and its time); one line
+    per event on stderr otherwise. The view refreshes only on events: no thread, so the graph's
+    workers may fork at any time."""
+    if not sys.stderr.isatty():
+
+        def line(stage: str, event: BuildEvent) -> None:
+            if event.kind == "started":
+                print(f"conary: {stage} [{event.done}/{event.total}] start {event.name}", file=sys.stderr)
+            elif event.kind == "finished":
+                print(
+                    f"conary: {stage} [{event.done}/{event.total}] {event.action} {event.name}",
+                    file=sys.stderr,
+                )
+
+        yield line
+        return
+    running: dict[str, float] = {}
+    with Live(console=output.stderr, auto_refresh=False, transient=True) as live:
+
+        def update(stage: str, event: BuildEvent) -> None:
+            if event.kind == "started":
+                running[event.name] = time.monotonic()
+            elif event.kind == "finished":
+                running.pop(event.name, None)
+                if event.action not in ("cached", ""):
+                    live.console.print(f"{stage}: {event.action} {event.name}")
+            now = time.monotonic()
+            lines = [f"{stage}: {event.done}/{event.total} packages"]
+            lines += [f"  {name}  {now - t:.0f}s" for name, t in sorted(running.items())]
+            live.update(Text("\n".join(lines)), refresh=True)
+
+        yield update
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def _status(args: argparse.Namespace) -> int:
+    bootstrap = _bootstrap(args)
+    stages = bootstrap.status()
+    if args.json:
+        output.emit_json(
+            {
+                "profile": bootstrap.profile.name,
+                "target": bootstrap.target.arch,
+                "seed": "host"
+                if bootstrap.config.seed == "host"
+                else ("done" if bootstrap.seed_imported() else "pending"),
+                "stages": [
+                    {
+                        "name": s.name,
+                        "state": s.state,
+                        "reason": s.reason,
+                        "seconds": round(s.seconds, 3),
+                        "packages": [
+                            {
+                                "name": p.name,
+                                "state": p.state,
+                                "seconds": round(p.seconds, 3),
+                                "key": p.key,
+                                "log": p.log,
+                            }
+                            for p in s.packages
+                        ],
+                    }
+                    for s in stages
+                ],
+            }
+        )
+        return 0
+    seed = (
+        "the host's /usr"
+        if bootstrap.config.seed == "host"
+        else ("imported" if bootstrap.seed_imported() else "not imported yet")
+    )
+    print(f"{bootstrap.profile.name} for {bootstrap.target.arch} in {bootstrap.config.work}; seed: {seed}")
+    for stage in stages:
+        note = f" ({stage.reason})" if stage.reason else ""
+        print(f"{stage.name}: {stage.state} {stage.seconds:.1f}s{note}")
+        for p in stage.packages:
+            print(f"  {p.name:<20} {p.state:<8} {p.seconds:7.1f}s  {p.key[:16] or '-':<16}  {p.log or '-'}")
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    removed = _bootstrap(args).clean(args.stage)
+    for path in removed:
+        print(f"removed {path}")
+    if not removed:
+        print("nothing to remove")
+    return 0
+
+
+def _why(args: argparse.Namespace) -> int:
+    stage, report = _bootstrap(args).why(args.package)
+    if not report.previous_key:
+        print(f"{report.name} ({stage}): never built; its key would be {report.current_key[:16]}")
+    elif report.unchanged:
+        print(f"{report.name} ({stage}): nothing changed since its checkpoint {report.current_key[:16]}")
+    else:
+        print(f"{report.name} ({stage}): key {report.previous_key[:16]} -> {report.current_key[:16]}")
+        for line in report.changes:
+            print(f"  {line}")
+    return 0

@@ -1,0 +1,410 @@
+"""The bootstrap driver: run a profile's stages in order on the RecipeGraph, for one target.
+
+Every stage with recipes is one graph build over ONE checkpoint store in the work dir, so a package
+whose key has a checkpoint is never built again, in any stage, and a killed run loses at most the
+packages that were being cooked. Running a stage first runs every earlier stage; an earlier stage
+that is done is a graph no-op (every key has its checkpoint), so "run the stages not yet done" needs
+no bookkeeping of its own beyond the store.
+
+Work dir layout::
+
+    bootstrap.toml        the choices of `bootstrap init` (conary.bootstrap.config)
+    state/                the graph's checkpoint store, kept packages, build roots and logs
+    repo/seed/            the seed: the lock's Debian packages imported to CCS (absent with --seed host)
+    repo/<stage>/         each stage's packages
+    run.toml              the stage the last run was asked to reach (for `resume`)
+    stage2-report.toml    Stage2's reproducibility verdict, package by package
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import tomli_w
+
+from conary.bootstrap.config import BootstrapConfig
+from conary.bootstrap.dryrun import skip_reason
+from conary.bootstrap.profile import Profile, StageSpec
+from conary.bootstrap.seed import SEED_HOST, lock_path
+from conary.errors import ConaryError, InputError
+from conary.fsutil import atomic_write_bytes
+from conary.graph import (
+    BLOCKED,
+    FAILED,
+    BuildEvent,
+    BuildRequest,
+    CheckpointStore,
+    PackageResult,
+    PackageStatus,
+    WhyReport,
+    build,
+    status,
+    why,
+)
+from conary.graph.store import kept_package
+from conary.targets import Target
+
+DONE, PENDING, FAILED_STATE, RUNNING, SKIPPED = "done", "pending", "failed", "running", "skipped"
+REPRODUCIBLE, DIFFERS = "reproducible", "differs"
+
+Progress = Callable[[str, BuildEvent], None]  # (stage, event)
+
+
+@dataclass(frozen=True)
+class Layout:
+    work: Path
+
+    @property
+    def state(self) -> Path:
+        return self.work / "state"
+
+    def repo(self, stage: str) -> Path:
+        return self.work / "repo" / stage
+
+    @property
+    def seed_repo(self) -> Path:
+        return self.work / "repo" / "seed"
+
+    @property
+    def seed_marker(self) -> Path:
+        """Written last by a complete seed import: the sha256 of the lock it imported."""
+        return self.seed_repo / ".imported"
+
+    @property
+    def run_record(self) -> Path:
+        return self.work / "run.toml"
+
+    @property
+    def stage2_report(self) -> Path:
+        return self.work / "stage2-report.toml"
+
+
+@dataclass(frozen=True)
+class Reproducibility:
+    """Stage2's verdict: each package of the rebuilt stage with both output digests."""
+
+    package: str
+    first: str  # output digest in the stage it rebuilds
+    second: str  # output digest in Stage2
+    verdict: str  # reproducible or differs
+
+
+@dataclass(frozen=True)
+class StageResult:
+    name: str
+    state: str  # done, failed or skipped
+    reason: str  # why skipped, or what failed
+    seconds: float
+    packages: tuple[PackageResult, ...] = ()
+    reproducibility: tuple[Reproducibility, ...] = ()
+
+    @property
+    def failures(self) -> tuple[PackageResult, ...]:
+        return tuple(p for p in self.packages if p.action == FAILED)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    stages: tuple[StageResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.state != FAILED_STATE for s in self.stages)
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    name: str
+    state: str  # done, pending, failed, running or skipped
+    reason: str
+    packages: tuple[PackageStatus, ...]
+
+    @property
+    def seconds(self) -> float:
+        return sum(p.seconds for p in self.packages)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """One work dir's bootstrap: its choices, profile and target."""
+
+    config: BootstrapConfig
+    profile: Profile
+    target: Target
+    keep_going: bool = False
+    progress: Progress | None = field(default=None, compare=False)
+    # Imports the lock's Debian packages into the seed repo as .ccs files: (lock, repo) -> None.
+    seed_importer: Callable[[Path, Path], None] | None = field(default=None, compare=False)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(Path(self.config.work))
+
+    # ------------------------------------------------------------------ what each stage builds on
+
+    def toolchain_identity(self) -> str:
+        """What every key of this bootstrap shares: the target's file and the seed (its lock's
+        bytes, or the host). A new lock or target file changes every key."""
+        lines = [f"target:{self.target.arch}:{_sha256(self.target.path)}"]
+        if self.config.seed == SEED_HOST:
+            lines.append("seed:host")
+        else:
+            lock = lock_path(self.profile, self.target)
+            lines.append(f"seed:lock:{_sha256(lock) if lock.is_file() else 'missing'}")
+        return ";".join(lines)
+
+    def active_stages(self) -> tuple[StageSpec, ...]:
+        return tuple(s for s in self.profile.stages if not self.skip_reason(s))
+
+    def skip_reason(self, stage: StageSpec) -> str:
+        reason = skip_reason(
+            stage, self.target, skip_stage2=self.config.skip_stage2, skip_conary=self.config.skip_conary
+        )
+        if not reason and stage.image is not None:
+            reason = "image building is not part of this bootstrap yet"
+        return reason
+
+    def request(self, stage: StageSpec) -> BuildRequest:
+        """The graph build of *stage*: its recipes, over the seed and the earlier stages it names."""
+        layout = self.layout
+        seed: tuple[Path, ...] = ()
+        host = False
+        if "seed" in stage.root or not stage.root:
+            if self.config.seed == SEED_HOST:
+                host = True
+            else:
+                seed = (layout.seed_repo,)
+        base = tuple(layout.repo(name) for name in stage.root if name != "seed")
+        return BuildRequest(
+            recipes=tuple(self.profile.recipes_of(stage)),
+            output=layout.repo(stage.name),
+            state=layout.state,
+            stage=stage.name,
+            target=self.target.macros(),
+            toolchain=self.toolchain_identity(),
+            seed=seed,
+            host_seed=host,
+            base=base,
+            break_edges=stage.break_edges,
+            jobs=self.config.jobs,
+            keep_going=self.keep_going,
+            source_cache=self.config.source_cache,
+            mirrors=self.config.mirrors,
+        )
+
+    # ------------------------------------------------------------------ running
+
+    def stage_choices(self) -> tuple[str, ...]:
+        """What `bootstrap STAGE` accepts: stage0 (the seed, and the profile's stage0 if it has
+        one) and every stage of the profile."""
+        return tuple(dict.fromkeys(("stage0", *self.profile.stage_names())))
+
+    def run(self, until: str | None = None) -> RunReport:
+        """Import the seed, then run every stage up to and including *until* (None: all of them)."""
+        if until is not None and until not in self.stage_choices():
+            raise InputError(
+                f"profile {self.profile.name} has no stage '{until}'",
+                where=str(self.profile.path),
+                hint=f"its stages: {', '.join(self.stage_choices())}",
+            )
+        last = until or self.profile.stage_names()[-1]
+        self._record_run(last)
+        results: list[StageResult] = [self._run_seed()]
+        if results[0].state == FAILED_STATE or last not in self.profile.stage_names():
+            return RunReport(tuple(results))
+        for stage in self.profile.stages:
+            result = self._run_stage(stage)
+            results.append(result)
+            if result.state == FAILED_STATE or stage.name == last:
+                break
+        return RunReport(tuple(results))
+
+    def _run_seed(self) -> StageResult:
+        if self.config.seed == SEED_HOST:
+            return StageResult("seed", SKIPPED, "the host's /usr is the seed (--seed host)", 0.0)
+        if self.seed_imported():
+            return StageResult("seed", DONE, "imported before", 0.0)
+        lock = lock_path(self.profile, self.target)
+        if not lock.is_file():
+            raise InputError(
+                f"no seed lock for {self.target.arch}",
+                where=str(lock),
+                hint=f"run 'conary bootstrap seed --lock --target {self.target.arch}' (or use --seed host)",
+            )
+        if self.seed_importer is None:
+            raise ConaryError(
+                "this Conary cannot import a seed lock",
+                where=str(lock),
+                hint="init the work dir with --seed host",
+            )
+        started = time.perf_counter()
+        repo = self.layout.seed_repo
+        repo.mkdir(parents=True, exist_ok=True)
+        self.seed_importer(lock, repo)
+        # The marker is written last: a killed import is imported again (cached .debs are reused).
+        atomic_write_bytes(self.layout.seed_marker, (_sha256(lock) + "\n").encode())
+        return StageResult("seed", DONE, f"imported {lock.name}", time.perf_counter() - started)
+
+    def resume(self) -> RunReport:
+        """Run again towards the stage the last run was asked to reach."""
+        record = self.layout.run_record
+        until = None
+        if record.is_file():
+            until = tomllib.loads(record.read_text()).get("until")
+        return self.run(until)
+
+    def _record_run(self, until: str) -> None:
+        self.layout.work.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.layout.run_record, tomli_w.dumps({"until": until}).encode())
+
+    def _run_stage(self, stage: StageSpec) -> StageResult:
+        reason = self.skip_reason(stage)
+        if reason:
+            return StageResult(stage.name, SKIPPED, reason, 0.0)
+        started = time.perf_counter()
+        recipes = self.profile.recipes_of(stage)
+        if not recipes:
+            return StageResult(stage.name, DONE, "no recipes", 0.0)
+        request = self.request(stage)
+        if self.progress is not None:
+            progress = self.progress
+            request = replace(request, progress=lambda event: progress(stage.name, event))
+        report = build(request)
+        seconds = time.perf_counter() - started
+        failed = [r for r in report.results if r.action in (FAILED, BLOCKED)]
+        if failed:
+            names = ", ".join(f"{r.name} ({r.action})" for r in failed)
+            return StageResult(stage.name, FAILED_STATE, names, seconds, report.results)
+        verdicts: tuple[Reproducibility, ...] = ()
+        if stage.rebuild:
+            verdicts = self._compare(stage, report.results)
+        return StageResult(stage.name, DONE, "", seconds, report.results, verdicts)
+
+    def seed_imported(self) -> bool:
+        lock = lock_path(self.profile, self.target)
+        marker = self.layout.seed_marker
+        return lock.is_file() and marker.is_file() and marker.read_text().strip() == _sha256(lock)
+
+    def _compare(self, stage: StageSpec, results: tuple[PackageResult, ...]) -> tuple[Reproducibility, ...]:
+        """Stage2: each package's output digest against the one it had in the stage it rebuilds."""
+        assert stage.rebuild is not None
+        first = {p.name: p.key for p in status(self.request(self.profile.stage(stage.rebuild)))}
+        digests = _digests_of(self.layout.state, first)
+        verdicts = []
+        for result in results:
+            before = digests.get(result.name, "")
+            verdict = REPRODUCIBLE if before and before == result.output_digest else DIFFERS
+            verdicts.append(Reproducibility(result.name, before, result.output_digest, verdict))
+        report = {
+            "stage": stage.name,
+            "rebuilds": stage.rebuild,
+            "packages": [vars(v) for v in verdicts],
+        }
+        atomic_write_bytes(self.layout.stage2_report, tomli_w.dumps(report).encode())
+        return tuple(verdicts)
+
+    # ------------------------------------------------------------------ queries
+
+    def status(self) -> tuple[StageStatus, ...]:
+        out: list[StageStatus] = []
+        blocked = ""
+        for stage in self.profile.stages:
+            reason = self.skip_reason(stage)
+            if reason:
+                out.append(StageStatus(stage.name, SKIPPED, reason, ()))
+                continue
+            if not self.profile.recipes_of(stage):
+                out.append(StageStatus(stage.name, DONE, "no recipes", ()))
+                continue
+            if blocked or not self._inputs_ready(stage):
+                out.append(StageStatus(stage.name, PENDING, blocked or "waiting for earlier stages", ()))
+                blocked = blocked or f"waiting for {stage.name}"
+                continue
+            packages = status(self.request(stage))
+            states = {p.state for p in packages}
+            if states <= {DONE}:
+                state = DONE
+            elif FAILED_STATE in states:
+                state = FAILED_STATE
+            elif RUNNING in states:
+                state = RUNNING
+            else:
+                state = PENDING
+            if state != DONE:
+                blocked = f"waiting for {stage.name}"
+            out.append(StageStatus(stage.name, state, "", packages))
+        return tuple(out)
+
+    def _inputs_ready(self, stage: StageSpec) -> bool:
+        request = self.request(stage)
+        if request.seed and not self.seed_imported():
+            return False
+        return all(path.is_dir() for path in request.base)
+
+    def why(self, name: str) -> tuple[str, WhyReport]:
+        """Which key inputs of NAME changed since its last checkpoint, in the first stage that builds it."""
+        for stage in self.active_stages():
+            recipes = self.profile.recipes_of(stage)
+            if recipes and self._inputs_ready(stage):
+                try:
+                    return stage.name, why(self.request(stage), name)
+                except ConaryError:
+                    continue
+        raise InputError(
+            f"no stage of profile {self.profile.name} builds {name}",
+            where=str(self.profile.path),
+            hint="name a package of the profile whose stage's earlier stages are done",
+        )
+
+    def clean(self, stage_name: str | None = None) -> list[Path]:
+        """Forget built outputs: a stage's packages (their checkpoints stop counting, so they are
+        built again), or with no stage everything but the choices in bootstrap.toml."""
+        layout = self.layout
+        removed: list[Path] = []
+        if stage_name is None:
+            for path in (layout.state, layout.work / "repo", layout.run_record, layout.stage2_report):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                    removed.append(path)
+                elif path.exists():
+                    path.unlink()
+                    removed.append(path)
+            return removed
+        if stage_name == "seed":
+            if layout.seed_repo.is_dir():
+                shutil.rmtree(layout.seed_repo)
+                removed.append(layout.seed_repo)
+            return removed
+        stage = self.profile.stage(stage_name)
+        if self.profile.recipes_of(stage) and self._inputs_ready(stage):
+            for package in status(self.request(stage)):
+                kept = kept_package(layout.state, package.key) if package.key else None
+                if kept is not None and kept.is_file():
+                    kept.unlink()
+                    removed.append(kept)
+        repo = layout.repo(stage.name)
+        if repo.is_dir():
+            shutil.rmtree(repo)
+            removed.append(repo)
+        return removed
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _digests_of(state: Path, keys: dict[str, str]) -> dict[str, str]:
+    """The output digest of each name's checkpoint for the given key."""
+    out: dict[str, str] = {}
+    with CheckpointStore(state) as store:
+        for name, key in keys.items():
+            cp = store.get(key) if key else None
+            if cp is not None:
+                out[name] = cp.output_digest
+    return out
