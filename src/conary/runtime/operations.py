@@ -22,8 +22,10 @@ from conary.ccs import CcsError, CcsVerifyError, Dependency, FileEntry, PublicKe
 from conary.ccs.limits import MAX_OBJECT_BYTES
 from conary.errors import InputError
 from conary.runtime.errors import DependencyError, RuntimeStateError
+from conary.runtime.keys import trusted_keys as root_trusted_keys
 from conary.runtime.model import FileMap, Selected, components_for
 from conary.runtime.plan import Plan, make_plan
+from conary.runtime.resolver import compare_evr, parse_request, resolve
 from conary.runtime.scriptlets import check_mode
 from conary.runtime.session import RootSession, init_root, open_root
 from conary.runtime.transaction import TxResult
@@ -66,11 +68,7 @@ class PackageSource:
 def _trusted(root: Path, trusted_keys: Sequence[PublicKey] | None) -> list[PublicKey]:
     if trusted_keys is not None:
         return list(trusted_keys)
-    try:
-        from conary.runtime.keys import trusted_keys as root_keys
-    except ImportError:
-        return []
-    return root_keys(root)
+    return root_trusted_keys(root)
 
 
 def _open(path: Path, keys: list[PublicKey], allow_untrusted: bool) -> Any:
@@ -306,8 +304,6 @@ def install(
 
 def _refuse_downgrades(before: Mapping[str, Selected], new: Mapping[str, Selected]) -> None:
     """update moves forward only; installing an older version is what install (or rollback) is for."""
-    from conary.runtime.resolver import compare_evr
-
     for name, sel in new.items():
         old = before.get(name)
         if old is not None and compare_evr((sel.version, sel.release), (old.version, old.release)) < 0:
@@ -335,13 +331,6 @@ def _sources(
     requests = [i for i in items if not _is_package_path(i)]
     if not requests:
         return paths, {}
-    try:
-        from conary.runtime.resolver import parse_request, resolve
-    except ImportError:
-        raise RuntimeStateError(
-            "installing by name needs the repository resolver, which is not available",
-            hint="give the path of a .ccs file instead",
-        )
     installed = [s.manifest for s in session.db.installed().values()]
     wanted: dict[str, tuple[str, ...]] = {}
     for text in requests:

@@ -24,8 +24,10 @@ import resolvelib
 
 from conary.ccs import DEPENDENCY_KINDS, Dependency, PublicKey
 from conary.errors import ConaryError, InputError
+from conary.runtime.db import Database
 from conary.runtime.index import IndexEntry
 from conary.runtime.keys import describe_trust, trusted_keys
+from conary.runtime.layout import layout
 from conary.runtime.repo import Repo, enabled_repos, fetch_package, list_repos, load_index
 
 
@@ -515,9 +517,6 @@ def _describe(candidate: Candidate) -> str:
 
 def installed_in_root(root: Path) -> Any:
     """What ROOT's database says is installed, or None when the root has no database yet."""
-    from conary.runtime.db import Database
-    from conary.runtime.layout import layout
-
     path = layout(root).db_path
     if not path.exists():
         return None

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from conary.errors import ConaryError, InputError
+from conary.sandbox import SandboxError, SandboxSpec, SandboxTimeout, base_ops, check_support, run
 
 SANDBOX_MODES = ("auto", "always", "never")  # the one list; "auto" (the default) first
 SCRIPTLET_KINDS = ("pre_install", "post_install", "pre_remove", "post_remove")
@@ -47,8 +48,6 @@ def check_mode(sandbox_mode: str) -> str:
 
 def _sandbox_unavailable_reason() -> str | None:
     """Why the sandbox cannot run here, or None when it can."""
-    from conary.sandbox import SandboxError, check_support
-
     try:
         check_support()
     except SandboxError as err:
@@ -138,8 +137,6 @@ def run_in_root(
 def _run_sandboxed(
     root: Path, argv: Sequence[str], env: Mapping[str, str], log: object, timeout: float | None, what: str
 ) -> int:
-    from conary.sandbox import SandboxError, SandboxSpec, SandboxTimeout, base_ops, run
-
     spec = SandboxSpec(operations=base_ops(), chroot_root=str(root), env=env, network=False)
     try:
         return run(spec, list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=timeout)

@@ -40,6 +40,8 @@ from conary.runtime.journal import Journal, JournalRecord
 from conary.runtime.layout import CAS_DIR
 from conary.runtime.plan import Plan
 from conary.runtime.safefs import RootFS, parent_of
+from conary.runtime.scriptlets import run_scriptlet
+from conary.runtime.triggers import run_triggers
 
 CRASH_ENV = "CONARY_CRASH_AFTER_OPS"
 _STAGE_BATCH = 32  # contents per work item: few enough items that queueing them costs little
@@ -203,10 +205,6 @@ def _run_scriptlets(root: str, calls: tuple[tuple[str, str, str], ...], sandbox:
     """Run scriptlet CALLS in order; a failure raises. Returns warnings."""
     if not calls:
         return []
-    try:
-        from conary.runtime.scriptlets import run_scriptlet
-    except ImportError:
-        return [f"scriptlets skipped (no scriptlet runner available): {', '.join(c[0] for c in calls)}"]
     for package, kind, script in calls:
         run_scriptlet(Path(root), package, kind, script, sandbox)
     return []
@@ -214,10 +212,6 @@ def _run_scriptlets(root: str, calls: tuple[tuple[str, str, str], ...], sandbox:
 
 def _run_triggers(root: str, paths: set[str], sandbox: str) -> tuple[str, ...]:
     if not paths:
-        return ()
-    try:
-        from conary.runtime.triggers import run_triggers
-    except ImportError:
         return ()
     return tuple(run_triggers(Path(root), paths, sandbox))
 
