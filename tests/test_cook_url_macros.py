@@ -126,3 +126,22 @@ def test_fetch_only_lists_expanded_urls(cli, env: Path) -> None:
     assert r.code == 0, r.err
     assert "%(" not in r.out
     assert "https://ftp.gnu.org/gnu/tinyproj/tinyproj-1.0-greeting.patch" in r.out
+
+
+def test_debian_names_of_additional_sources_reach_the_fetcher(env: Path) -> None:
+    """`debian = ...` works in [[source.additional]] entries too, as docs/sources.md says."""
+    from conary.cook import source_items
+    from conary.recipe import load_recipe
+
+    mirror = _upstream_mirror(env)
+    recipe = _conary_recipe(env, mirror)
+    text = recipe.read_text().replace(
+        'extract_to = "vendor/%(name)s"', 'extract_to = "vendor/%(name)s"\ndebian = "tinydata"'
+    )
+    recipe.write_text(text)
+    items = source_items(load_recipe(recipe))
+    assert [(key, debian) for key, _url, _sum, debian in items] == [
+        ("source.archive", None),
+        ("source.additional[0]", "tinydata"),
+        ("patches.files[0]", None),
+    ]

@@ -143,7 +143,8 @@ def source_items(
     if src.archive is not None:
         items.append(("source.archive", src.archive, str(src.checksum), str(debian) if debian else None))
     for i, extra in enumerate(src.additional):
-        items.append((f"source.additional[{i}]", extra.url, str(extra.checksum), None))
+        extra_debian = str(extra.debian) if extra.debian else None
+        items.append((f"source.additional[{i}]", extra.url, str(extra.checksum), extra_debian))
     for i, patch in enumerate(recipe.patches):
         if "://" in patch.file:
             items.append((f"patches.files[{i}]", patch.file, str(patch.checksum), None))
