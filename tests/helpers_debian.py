@@ -54,6 +54,15 @@ class DebianArchive:
         self.server.add(f"debian/dists/{suite}/main/source/Sources", "\n".join(self.suites[suite]).encode())
         return f"{package}_{upstream}.orig.tar.gz"
 
+    def withdraw(self, suite: str, package: str) -> None:
+        """Drop every version of *package* from *suite*'s index and its files from the pool, as the
+        archive does when a point release replaces a version."""
+        self.suites[suite] = [s for s in self.suites[suite] if not s.startswith(f"Package: {package}\n")]
+        self.server.add(f"debian/dists/{suite}/main/source/Sources", "\n".join(self.suites[suite]).encode())
+        pool = f"/debian/pool/main/{package[0]}/{package}/"
+        for path in [p for p in self.server.files if p.startswith(pool)]:
+            del self.server.files[path]
+
     def use_suites(self, *suites: str) -> Path:
         """Point the stand-in /etc/apt at *suites* of this archive (as a machine's deb lines)."""
         lines = "".join(f"deb [trusted=yes] {self.url} {suite} main\n" for suite in suites)

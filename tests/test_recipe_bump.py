@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,3 +211,21 @@ def test_bump_against_debians_archive(cli, tmp_path: Path, shared_source_cache: 
     cached = shared_source_cache / "sha256" / bumped.source.checksum.hexdigest
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == bumped.source.checksum.hexdigest
     assert os.stat(recipe).st_size > 0
+
+
+def test_bump_reads_the_archive_as_it_is_now_not_lists_from_hours_ago(cli, archive, tmp_path: Path) -> None:
+    """Lists fetched an hour ago name a version the archive has since replaced (and removed from the
+    pool); bump refreshes them and moves to the current version instead of failing on the old one."""
+    archive.add("bookworm", "hello", "2.10-3")
+    recipe = _hello(tmp_path)
+    r = cli("recipe", "bump", recipe, "--from-debian", "--source-cache", tmp_path / "cache")
+    assert r.code == 0 and "already pins Debian's hello 2.10-3" in r.err
+    archive.withdraw("bookworm", "hello")
+    archive.add("bookworm", "hello", "2.12.1-1")
+    stamp = tmp_path / "apt" / "default" / "state" / "updated"
+    hour_ago = time.time() - 3600
+    os.utime(stamp, (hour_ago, hour_ago))
+
+    r = cli("recipe", "bump", recipe, "--from-debian", "--source-cache", tmp_path / "cache")
+    assert r.code == 0, r.err
+    assert load_recipe(recipe).package.version == "2.12.1"

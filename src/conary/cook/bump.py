@@ -97,7 +97,7 @@ def plan_bump_from_debian(
         try:
             release = provider.release(DebianSpec(pinned.package), Path(tmp))
         except SourceUnavailable as exc:
-            raise FetchError(exc.reason, where=where, hint=_source_hint(recipe, suite))
+            raise FetchError(exc.reason, where=where, hint=_source_hint(exc.reason, suite))
         tarball = release.tarball
         if tarball is None:
             names = ", ".join(p.name for p in release.files)
@@ -182,7 +182,9 @@ def _check_result(text: str, path: Path, version: str, checksum: str) -> None:
         raise InputError("the new source.archive names no file", where=str(path))
 
 
-def _source_hint(recipe: Recipe, suite: str | None) -> str:
+def _source_hint(reason: str, suite: str | None) -> str:
+    if "pool lacks" in reason:
+        return "the recipe is unchanged; run the bump again after the archive's next update"
     if suite is None:
         return "check the package name in source.debian, or try another suite with --suite"
     return f"check that Debian's {suite} has the package, or try another suite"

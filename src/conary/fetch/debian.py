@@ -324,14 +324,7 @@ class DebianSourceProvider:
             downloads.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=downloads) as tmp:
                 work = Path(tmp)
-                result = self._apt(["source", "--download-only", spec.apt_argument()], cwd=work)
-                if result.returncode != 0 and self._lists_age() > LISTS_MIN_AGE:
-                    # The package may be newer than our lists: refresh once and ask again.
-                    self._update(sources)
-                    result = self._apt(["source", "--download-only", spec.apt_argument()], cwd=work)
-                if result.returncode != 0:
-                    raise SourceUnavailable(self._explain_failure(spec, result.stdout))
-                files = sorted(p for p in work.iterdir() if p.is_file())
+                files = self._download_into(spec, work, sources)
                 for path in files:
                     if digest_file(path, checksum.algo) == checksum:
                         return cache.add_file(path, checksum, origin=f"{self.describe(spec)}: {path.name}")
@@ -348,26 +341,41 @@ class DebianSourceProvider:
                 names = ", ".join(p.name for p in files) or "nothing"
                 raise SourceUnavailable(f"no matching file; apt downloaded {names}")
 
-    def download(self, spec: DebianSpec, dest: Path) -> list[Path]:
-        """Download all files of *spec* into *dest* (for finding checksums when writing a recipe)."""
+    def download(self, spec: DebianSpec, dest: Path, *, max_age: float | None = None) -> list[Path]:
+        """Download all files of *spec* into *dest*, an empty or new directory. *max_age*: refresh
+        the apt lists first when they are older (default: the provider's lists_max_age)."""
         require_tool("apt-get", "apt", "fetch sources from Debian's archive")
         dest.mkdir(parents=True, exist_ok=True)
         with self._locked():
             sources = self._write_sources()
-            self._update_if_stale(sources, max_age=self.lists_max_age)
-            result = self._apt(["source", "--download-only", spec.apt_argument()], cwd=dest)
-            if result.returncode != 0:
-                raise SourceUnavailable(self._explain_failure(spec, result.stdout))
-        return sorted(p for p in dest.iterdir() if p.is_file())
+            self._update_if_stale(sources, max_age=self.lists_max_age if max_age is None else max_age)
+            return self._download_into(spec, dest, sources)
 
     def release(self, spec: DebianSpec, dest: Path) -> DebianRelease:
-        """Download what Debian ships for *spec* into *dest*, and say which version it is."""
-        files = self.download(spec, dest)
+        """Download what Debian ships for *spec* now into *dest* (an empty or new directory), and say
+        which version it is. The apt lists are refreshed when older than 10 minutes, so "now" means
+        the archive's current index, not one from hours ago."""
+        files = self.download(spec, dest, max_age=LISTS_MIN_AGE)
         found = _release_of(spec, files)
         if found is None:
             names = ", ".join(p.name for p in files) or "nothing"
             raise SourceUnavailable(f"apt downloaded no .dsc for {spec}: {names}")
         return found
+
+    def _download_into(self, spec: DebianSpec, work: Path, sources: str) -> list[Path]:
+        """``apt-get source --download-only`` into *work* (call it locked). When that fails and the
+        lists are more than 10 minutes old, the package may have moved on since: refresh the lists,
+        clear what the failed attempt left, and ask once more."""
+        result = self._apt(["source", "--download-only", spec.apt_argument()], cwd=work)
+        if result.returncode != 0 and self._lists_age() > LISTS_MIN_AGE:
+            self._update(sources)
+            for left in work.iterdir():
+                if left.is_file() or left.is_symlink():
+                    left.unlink()
+            result = self._apt(["source", "--download-only", spec.apt_argument()], cwd=work)
+        if result.returncode != 0:
+            raise SourceUnavailable(self._explain_failure(spec, result.stdout))
+        return sorted(p for p in work.iterdir() if p.is_file())
 
     def _versions(self, package: str) -> list[str]:
         """The versions of source package *package* in the private apt index (call it locked)."""
