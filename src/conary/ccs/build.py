@@ -16,7 +16,7 @@ from typing import Any
 
 from conary.ccs.components import ComponentRules, is_default_component
 from conary.ccs.debuginfo import TreeItem, missing_dirs
-from conary.ccs.deps import NO_FACTS, FileFacts, dependencies_from_facts
+from conary.ccs.deps import NO_FACTS, FileFacts, dependencies_from_facts, merge_dependencies
 from conary.ccs.errors import CcsError, CcsInputError
 from conary.ccs.keys import SigningKey, as_signing_key
 from conary.ccs.limits import MiB
@@ -27,6 +27,7 @@ from conary.ccs.model import (
     METADATA_KEYS,
     SCRIPTLET_NAMES,
     Component,
+    Dependency,
     FileEntry,
     Manifest,
     PackageMeta,
@@ -189,6 +190,8 @@ def build_package(
     workers: int | None = None,
     preserve_owner: bool = False,
     progress: Progress | None = None,
+    extra_provides: Iterable[Dependency] = (),
+    extra_requires: Iterable[Dependency] = (),
 ) -> Path:
     """Pack *tree* into ``<output_dir>/<name>-<version>-<release>.<arch>.ccs`` (atomically) and return it.
 
@@ -197,6 +200,8 @@ def build_package(
     provenance: recipe hash, source checksums, derivation key, builder ... (text/int/bool values).
     workers: processes for chunking, hashing and compression (default: one per core).
     preserve_owner: record the tree's uid/gid instead of 0:0.
+    extra_provides / extra_requires: stated dependencies added to the scanned ones (an imported
+    package's own metadata, say); a requirement the package satisfies itself is still dropped.
     progress: called from this thread as (phase, bytes done, bytes in all), phase "survey" (reading
     and hashing), then "compress" (compressing and writing; its total is an upper bound).
     Compressed objects wait in spool files in a temporary directory beside the output.
@@ -225,10 +230,11 @@ def build_package(
     workers = workers or os.cpu_count() or 1
     output_dir.mkdir(parents=True, exist_ok=True)
 
+    stated = (tuple(extra_provides), tuple(extra_requires))
     items = scan_tree(tree, rules, preserve_owner=preserve_owner)
     try:
         return _pack(items, output_dir, meta, key, rules, scripts, provenance, source_date_epoch,
-                     split_debug, compression_level, workers, progress)  # fmt: skip
+                     split_debug, compression_level, workers, progress, stated)  # fmt: skip
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -253,6 +259,7 @@ def _pack(
     compression_level: int,
     workers: int,
     progress: Progress | None,
+    stated: tuple[tuple[Dependency, ...], tuple[Dependency, ...]] = ((), ()),
 ) -> Path:
     regular = [i for i in items if i.type == "file"]
     with build_workdir(output_dir) as work:
@@ -276,7 +283,9 @@ def _pack(
             upper_bound = sum(p.item.size for p in packed)
             plan = object_plan(files_in_order, surveyed.early)
             compression = InOrderCompression(pool, plan, progress, upper_bound)
-            manifest, records = _manifest(items, by_path, meta, rules, scripts, provenance, source_date_epoch)
+            manifest, records = _manifest(
+                items, by_path, meta, rules, scripts, provenance, source_date_epoch, stated
+            )
             manifest_bytes = encode_manifest(manifest, records)
             signature = encode_signature(key, manifest_bytes)
             target = output_dir / f"{manifest.nevra}.ccs"
@@ -318,6 +327,7 @@ def _manifest(
     scripts: Mapping[str, str],
     provenance: Mapping[str, Any] | None,
     epoch: int,
+    stated: tuple[tuple[Dependency, ...], tuple[Dependency, ...]] = ((), ()),
 ) -> tuple[Manifest, list[bytes]]:
     """The manifest, less its files, and the files' records in order: encode_manifest() takes them
     as they are. The workers encoded and hashed the regular files' records; only directories and
@@ -346,6 +356,8 @@ def _manifest(
     provides, requires = dependencies_from_facts(
         items, facts, name=meta.name, version=meta.version, release=meta.release
     )
+    if stated != ((), ()):
+        provides, requires = merge_dependencies(provides, requires, *stated)
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         name=meta.name,

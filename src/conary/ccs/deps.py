@@ -212,6 +212,19 @@ def dependencies_from_facts(
     return tuple(sorted(provides, key=_sort_key)), tuple(sorted(kept, key=_sort_key))
 
 
+def merge_dependencies(
+    provides: Iterable[Dependency],
+    requires: Iterable[Dependency],
+    extra_provides: Iterable[Dependency],
+    extra_requires: Iterable[Dependency],
+) -> tuple[tuple[Dependency, ...], tuple[Dependency, ...]]:
+    """Scanned and stated dependencies together, sorted, without requirements the package provides."""
+    all_provides = set(provides) | set(extra_provides)
+    provided = {d.key for d in all_provides}
+    kept = {d for d in (*requires, *extra_requires) if d.key not in provided}
+    return tuple(sorted(all_provides, key=_sort_key)), tuple(sorted(kept, key=_sort_key))
+
+
 def scan_dependencies(
     root: str | Path,
     files: Iterable[FileEntry],

@@ -1,5 +1,9 @@
 """Sources from Debian's source archive, fetched with ``apt-get source --download-only``.
 
+The private apt state (PrivateApt) also serves binary packages: with ``kind="deb"`` its entries are
+the machine's ``deb`` entries, optionally moved to another suite with their -updates and -security
+companions, which is how a bootstrap seed is resolved (conary.debian.lock).
+
 apt runs against a private state directory, never the machine's own: its source list is derived from
 the machine's apt sources (every enabled ``deb`` entry becomes a ``deb-src`` entry with the same URIs,
 suites, components and Signed-By keyring), and its lists, cache, status and preferences are private.
@@ -174,15 +178,16 @@ _ONE_LINE_OPTIONS = {
 _BINARY_ONLY = {"architectures", "languages", "targets"}
 
 
-def parse_one_line_sources(text: str) -> list[SourceEntry]:
-    """deb-src entries for the ``deb`` (and ``deb-src``) lines of a sources.list file."""
+def parse_one_line_sources(text: str, as_type: str = "deb-src") -> list[SourceEntry]:
+    """*as_type* entries (deb-src, or deb for binary packages) for the ``deb`` (and, for deb-src,
+    ``deb-src``) lines of a sources.list file."""
     entries = []
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         kind, _, rest = line.partition(" ")
-        if kind not in ("deb", "deb-src"):
+        if kind not in ("deb", "deb-src") or (as_type == "deb" and kind != "deb"):
             continue
         rest = rest.strip()
         options: list[tuple[str, str]] = []
@@ -194,38 +199,43 @@ def parse_one_line_sources(text: str) -> list[SourceEntry]:
                 name, _, value = option.partition("=")
                 name = name.rstrip("+-").lower()
                 field = _ONE_LINE_OPTIONS.get(name)
-                if field and field.lower() not in _BINARY_ONLY:
+                if field and (as_type == "deb" or field.lower() not in _BINARY_ONLY):
                     options.append((field, value.replace(",", " ")))
             rest = rest[close + 1 :].strip()
         words = rest.split()
         if len(words) < 2 or words[0].startswith("cdrom:"):
             continue
-        fields = [("Types", "deb-src"), ("URIs", words[0]), ("Suites", words[1])]
+        fields = [("Types", as_type), ("URIs", words[0]), ("Suites", words[1])]
         if words[2:]:
             fields.append(("Components", " ".join(words[2:])))
         entries.append(SourceEntry(tuple(fields + options)))
     return entries
 
 
-def parse_deb822_sources(text: str) -> list[SourceEntry]:
-    """deb-src entries for the enabled stanzas of a deb822 ``.sources`` file that list deb or deb-src."""
+def parse_deb822_sources(text: str, kind: str = "deb-src") -> list[SourceEntry]:
+    """*kind* entries for the enabled stanzas of a deb822 ``.sources`` file that list deb (or, for
+    deb-src, deb-src)."""
     entries = []
-    for stanza in _stanzas(text):
+    for stanza in parse_stanzas(text):
         types = next((v.split() for k, v in stanza if k.lower() == "types"), [])
         enabled = next((v.strip().lower() for k, v in stanza if k.lower() == "enabled"), "yes")
         uris = next((v for k, v in stanza if k.lower() == "uris"), "")
-        if enabled in ("no", "false", "0") or not {"deb", "deb-src"} & set(types) or "cdrom:" in uris:
+        wanted = {"deb"} if kind == "deb" else {"deb", "deb-src"}
+        if enabled in ("no", "false", "0") or not wanted & set(types) or "cdrom:" in uris:
             continue
-        fields = [("Types", "deb-src")]
+        fields = [("Types", kind)]
+        dropped = {"types", "enabled"} | (_BINARY_ONLY if kind == "deb-src" else set())
         for name, value in stanza:
-            if name.lower() in {"types", "enabled"} | _BINARY_ONLY:
+            if name.lower() in dropped:
                 continue
             fields.append((name, value))
         entries.append(SourceEntry(tuple(fields)))
     return entries
 
 
-def _stanzas(text: str) -> Iterator[list[tuple[str, str]]]:
+def parse_stanzas(text: str) -> Iterator[list[tuple[str, str]]]:
+    """The stanzas of a deb822 text (sources, control files, Packages indexes) as (field, value)
+    pairs; a continuation line is appended to its field's value after a newline."""
     stanza: list[tuple[str, str]] = []
     for raw in text.splitlines():
         if raw.startswith("#"):
@@ -247,12 +257,13 @@ def _stanzas(text: str) -> Iterator[list[tuple[str, str]]]:
         yield stanza
 
 
-def derive_source_entries(etc_apt: Path = Path("/etc/apt")) -> list[SourceEntry]:
-    """deb-src entries for every enabled entry of sources.list, sources.list.d/*.list and *.sources."""
+def derive_source_entries(etc_apt: Path = Path("/etc/apt"), kind: str = "deb-src") -> list[SourceEntry]:
+    """*kind* entries (deb-src, or deb) for every enabled entry of sources.list,
+    sources.list.d/*.list and *.sources."""
     entries: list[SourceEntry] = []
     main_list = etc_apt / "sources.list"
     if main_list.is_file():
-        entries += parse_one_line_sources(main_list.read_text(encoding="utf-8", errors="replace"))
+        entries += parse_one_line_sources(main_list.read_text(encoding="utf-8", errors="replace"), kind)
     parts = etc_apt / "sources.list.d"
     if parts.is_dir():
         for path in sorted(parts.iterdir()):
@@ -260,23 +271,49 @@ def derive_source_entries(etc_apt: Path = Path("/etc/apt")) -> list[SourceEntry]
                 continue
             text = path.read_text(encoding="utf-8", errors="replace")
             if path.suffix == ".list":
-                entries += parse_one_line_sources(text)
+                entries += parse_one_line_sources(text, kind)
             elif path.suffix == ".sources":
-                entries += parse_deb822_sources(text)
+                entries += parse_deb822_sources(text, kind)
     return list(dict.fromkeys(entries))
 
 
-def retarget_suite(entries: Iterable[SourceEntry], suite: str) -> list[SourceEntry]:
+# Suites without -updates or -security companions.
+_NO_COMPANIONS = frozenset({"sid", "unstable", "experimental"})
+# Debian's release names: an entry of another suite ("nodistro", "cloud-sdk-bookworm") belongs to a
+# third-party repository, which has no other Debian release to point at.
+_DEBIAN_RELEASES = frozenset(
+    {"buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "unstable", "testing",
+     "stable", "oldstable", "oldoldstable", "experimental"}
+)  # fmt: skip
+
+
+def retarget_suite(
+    entries: Iterable[SourceEntry], suite: str, *, companions: bool = False
+) -> list[SourceEntry]:
     """The entries of a release suite (bookworm, not bookworm-updates or -security) pointed at
-    *suite* instead, for looking at another Debian release through the machine's own archive."""
+    *suite* instead, for looking at another Debian release through the machine's own archive.
+
+    With *companions*, the -updates, -security (and -backports) entries move along too
+    (``bookworm-security`` becomes ``trixie-security``; sid has none): binary packages take their
+    security fixes from there. Entries of third-party repositories are left out.
+    """
     if not _SUITE.fullmatch(suite):
         raise InputError(f"invalid Debian suite '{suite}'", hint="e.g. --suite trixie or --suite sid")
     found = []
     for entry in entries:
-        suites = (entry.get("Suites") or "").split()
-        if not any("-" not in s and "/" not in s for s in suites):
+        moved = []
+        for name in (entry.get("Suites") or "").split():
+            release, dash, companion = name.partition("-")
+            if "/" in name or release not in _DEBIAN_RELEASES:
+                continue
+            if not dash:
+                moved.append(suite)
+            elif companions and suite not in _NO_COMPANIONS:
+                moved.append(f"{suite}-{companion}")
+        if not moved:
             continue
-        found.append(SourceEntry(tuple((k, suite if k.lower() == "suites" else v) for k, v in entry.fields)))
+        suites = " ".join(dict.fromkeys(moved))
+        found.append(SourceEntry(tuple((k, suites if k.lower() == "suites" else v) for k, v in entry.fields)))
     return list(dict.fromkeys(found))
 
 
@@ -288,8 +325,13 @@ def render_sources(entries: Iterable[SourceEntry]) -> str:
 # The provider
 
 
-class DebianSourceProvider:
-    """Fetches files of Debian source packages into the source cache, through a private apt state."""
+class PrivateApt:
+    """apt-get and apt-cache over a private state directory: private lists and cache, an empty dpkg
+    status and preferences, and entries derived from the machine's apt sources.
+
+    kind: "deb-src" (source packages) or "deb" (binary packages).
+    architecture: APT::Architecture, for binary packages of another architecture than the machine's.
+    """
 
     def __init__(
         self,
@@ -298,6 +340,8 @@ class DebianSourceProvider:
         etc_apt: Path = Path("/etc/apt"),
         lists_max_age: float = LISTS_MAX_AGE,
         suite: str | None = None,
+        kind: str = "deb-src",
+        architecture: str | None = None,
     ) -> None:
         """*suite*: look at this Debian suite (e.g. trixie) instead of the machine's own, through the
         machine's archive entries; give each suite its own *state_dir*."""
@@ -305,8 +349,158 @@ class DebianSourceProvider:
         self.etc_apt = etc_apt
         self.lists_max_age = lists_max_age
         self.suite = suite
+        self.kind = kind
+        self.architecture = architecture
         if suite is not None:
             retarget_suite([], suite)  # validates the name before anything runs
+
+    def entries(self) -> list[SourceEntry]:
+        """The entries the private state reads (binary entries keep their -updates and -security)."""
+        entries = derive_source_entries(self.etc_apt, self.kind)
+        if self.suite is not None:
+            entries = retarget_suite(entries, self.suite, companions=self.kind == "deb")
+        return entries
+
+    def refresh(self, *, max_age: float | None = None) -> None:
+        """Write the private sources, and update the lists when older than *max_age* (default: the
+        state's own) or derived from other sources."""
+        require_tool("apt-get", "apt", "read Debian's archive")
+        with self._locked():
+            sources = self._write_sources()
+            self._update_if_stale(sources, max_age=self.lists_max_age if max_age is None else max_age)
+
+    def run(
+        self, command: list[str], *, cwd: Path | None = None, tool: str = "apt-get"
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``apt-get`` (or ``apt-cache``) COMMAND over the private state, under its lock."""
+        with self._locked():
+            return self._apt(command, cwd=cwd or self.state_dir, tool=tool)
+
+    # -- private apt state ------------------------------------------------------------------------
+
+    @property
+    def lists_dir(self) -> Path:
+        return self._lists
+
+    @property
+    def _lists(self) -> Path:
+        return self.state_dir / "state" / "lists"
+
+    @property
+    def _stamp(self) -> Path:
+        return self.state_dir / "state" / "updated"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _write_sources(self) -> str:
+        if not derive_source_entries(self.etc_apt, self.kind):
+            raise SourceUnavailable(
+                f"no apt sources found in {self.etc_apt} to derive {self.kind} entries from"
+            )
+        entries = self.entries()
+        if not entries:
+            raise SourceUnavailable(f"no release suite in {self.etc_apt} to point at {self.suite}")
+        text = render_sources(entries)
+        parts = self.state_dir / "etc" / "sources.list.d"
+        target = parts / "conary.sources"
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            atomic_write_bytes(target, text.encode())
+        for directory in (
+            self._lists / "partial",
+            self.state_dir / "cache" / "archives" / "partial",
+            self.state_dir / "etc" / "preferences.d",
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+        for empty in (self.state_dir / "state" / "status", self.state_dir / "etc" / "sources.list"):
+            if not empty.exists():
+                atomic_write_bytes(empty, b"")
+        return text
+
+    def _lists_age(self) -> float:
+        try:
+            return time.time() - self._stamp.stat().st_mtime
+        except FileNotFoundError:
+            return float("inf")
+
+    def _update_if_stale(self, sources: str, *, max_age: float) -> None:
+        fingerprint = hashlib.sha256(sources.encode()).hexdigest()
+        try:
+            current = self._stamp.read_text(encoding="utf-8").strip() == fingerprint
+        except FileNotFoundError:
+            current = False
+        if not current or self._lists_age() > max_age:
+            self._update(sources)
+
+    def _update(self, sources: str) -> None:
+        result = self._apt(["update"], cwd=self.state_dir)
+        # apt-get update exits non-zero when any one index failed (say a third-party repository
+        # without sources); what was fetched is still usable, and a real miss shows up in apt-get source.
+        index = "*Sources*" if self.kind == "deb-src" else "*Packages*"
+        if result.returncode != 0 and not any(self._lists.glob(index)):
+            raise SourceUnavailable(f"apt-get update failed: {apt_error(result.stdout)}")
+        atomic_write_bytes(self._stamp, hashlib.sha256(sources.encode()).hexdigest().encode() + b"\n")
+
+    def apt_options(self) -> list[str]:
+        state = self.state_dir
+        options = {
+            "Dir::State": state / "state",
+            "Dir::State::lists": self._lists,
+            "Dir::State::status": state / "state" / "status",
+            "Dir::Cache": state / "cache",
+            "Dir::Cache::archives": state / "cache" / "archives",
+            "Dir::Cache::pkgcache": "",
+            "Dir::Cache::srcpkgcache": "",
+            "Dir::Etc::sourcelist": state / "etc" / "sources.list",
+            "Dir::Etc::sourceparts": state / "etc" / "sources.list.d",
+            "Dir::Etc::preferences": state / "etc" / "preferences",
+            "Dir::Etc::preferencesparts": state / "etc" / "preferences.d",
+            "Acquire::Languages": "none",
+            "APT::Get::List-Cleanup": "true",
+        }
+        if self.architecture:
+            options["APT::Architecture"] = self.architecture
+            options["APT::Architectures"] = self.architecture
+        if os.geteuid() == 0:
+            # The private state lives under the user's cache, which apt's unprivileged download user
+            # (_apt) cannot reach; apt would fall back to root with a warning. Say so up front.
+            # Release signatures and file hashes are checked either way.
+            options["APT::Sandbox::User"] = "root"
+        args = []
+        for name, value in options.items():
+            args += ["-o", f"{name}={value}"]
+        return args
+
+    def _apt(
+        self, command: list[str], *, cwd: Path, tool: str = "apt-get"
+    ) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive")
+        argv = [tool, "-q", *self.apt_options(), *command]
+        try:
+            return subprocess.run(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=APT_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise SourceUnavailable(f"{tool} {command[0]} timed out after {APT_TIMEOUT:g} s")
+
+
+class DebianSourceProvider(PrivateApt):
+    """Fetches files of Debian source packages into the source cache, through a private apt state."""
 
     def describe(self, spec: DebianSpec) -> str:
         return f"debian source {spec}" + (f" in {self.suite}" if self.suite else "")
@@ -401,122 +595,7 @@ class DebianSourceProvider:
             shipped = self._versions(spec.package)
             now = f"it ships {', '.join(shipped)}" if shipped else "it ships no version of it"
             return f"Debian does not ship {spec.package} {spec.version} (any more): {now}"
-        return f"apt-get source failed: {_apt_error(output)}"
-
-    # -- private apt state ------------------------------------------------------------------------
-
-    @property
-    def _lists(self) -> Path:
-        return self.state_dir / "state" / "lists"
-
-    @property
-    def _stamp(self) -> Path:
-        return self.state_dir / "state" / "updated"
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def _write_sources(self) -> str:
-        entries = derive_source_entries(self.etc_apt)
-        if not entries:
-            raise SourceUnavailable(f"no apt sources found in {self.etc_apt} to derive deb-src entries from")
-        if self.suite is not None:
-            entries = retarget_suite(entries, self.suite)
-            if not entries:
-                where = f"no release suite in {self.etc_apt} to point at {self.suite}"
-                raise SourceUnavailable(where)
-        text = render_sources(entries)
-        parts = self.state_dir / "etc" / "sources.list.d"
-        target = parts / "conary.sources"
-        if not target.is_file() or target.read_text(encoding="utf-8") != text:
-            atomic_write_bytes(target, text.encode())
-        for directory in (
-            self._lists / "partial",
-            self.state_dir / "cache" / "archives" / "partial",
-            self.state_dir / "etc" / "preferences.d",
-        ):
-            directory.mkdir(parents=True, exist_ok=True)
-        for empty in (self.state_dir / "state" / "status", self.state_dir / "etc" / "sources.list"):
-            if not empty.exists():
-                atomic_write_bytes(empty, b"")
-        return text
-
-    def _lists_age(self) -> float:
-        try:
-            return time.time() - self._stamp.stat().st_mtime
-        except FileNotFoundError:
-            return float("inf")
-
-    def _update_if_stale(self, sources: str, *, max_age: float) -> None:
-        fingerprint = hashlib.sha256(sources.encode()).hexdigest()
-        try:
-            current = self._stamp.read_text(encoding="utf-8").strip() == fingerprint
-        except FileNotFoundError:
-            current = False
-        if not current or self._lists_age() > max_age:
-            self._update(sources)
-
-    def _update(self, sources: str) -> None:
-        result = self._apt(["update"], cwd=self.state_dir)
-        # apt-get update exits non-zero when any one index failed (say a third-party repository
-        # without sources); what was fetched is still usable, and a real miss shows up in apt-get source.
-        if result.returncode != 0 and not any(self._lists.glob("*Sources*")):
-            raise SourceUnavailable(f"apt-get update failed: {_apt_error(result.stdout)}")
-        atomic_write_bytes(self._stamp, hashlib.sha256(sources.encode()).hexdigest().encode() + b"\n")
-
-    def apt_options(self) -> list[str]:
-        state = self.state_dir
-        options = {
-            "Dir::State": state / "state",
-            "Dir::State::lists": self._lists,
-            "Dir::State::status": state / "state" / "status",
-            "Dir::Cache": state / "cache",
-            "Dir::Cache::archives": state / "cache" / "archives",
-            "Dir::Cache::pkgcache": "",
-            "Dir::Cache::srcpkgcache": "",
-            "Dir::Etc::sourcelist": state / "etc" / "sources.list",
-            "Dir::Etc::sourceparts": state / "etc" / "sources.list.d",
-            "Dir::Etc::preferences": state / "etc" / "preferences",
-            "Dir::Etc::preferencesparts": state / "etc" / "preferences.d",
-            "Acquire::Languages": "none",
-            "APT::Get::List-Cleanup": "true",
-        }
-        if os.geteuid() == 0:
-            # The private state lives under the user's cache, which apt's unprivileged download user
-            # (_apt) cannot reach; apt would fall back to root with a warning. Say so up front.
-            # Release signatures and file hashes are checked either way.
-            options["APT::Sandbox::User"] = "root"
-        args = []
-        for name, value in options.items():
-            args += ["-o", f"{name}={value}"]
-        return args
-
-    def _apt(
-        self, command: list[str], *, cwd: Path, tool: str = "apt-get"
-    ) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive")
-        argv = [tool, "-q", *self.apt_options(), *command]
-        try:
-            return subprocess.run(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=APT_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise SourceUnavailable(f"{tool} {command[0]} timed out after {APT_TIMEOUT:g} s")
+        return f"apt-get source failed: {apt_error(output)}"
 
 
 def _release_of(spec: DebianSpec, files: Iterable[Path]) -> DebianRelease | None:
@@ -528,7 +607,7 @@ def _release_of(spec: DebianSpec, files: Iterable[Path]) -> DebianRelease | None
     return None
 
 
-def _apt_error(output: str) -> str:
+def apt_error(output: str) -> str:
     """apt's own error lines, joined; the last output line when there are none."""
     errors = [line[3:].strip() for line in output.splitlines() if line.startswith("E: ")]
     if errors:
