@@ -1,6 +1,7 @@
 """Debian's own packages, downloaded from its archive: `hello`, `zlib1g` and `libc6` convert into
 packages whose files equal `dpkg-deb -x`, and make a root where hello runs in the sandbox; the
-shipped x86_64 seed converts and installs into a Stage0 root where gcc compiles and runs a program.
+shipped x86_64 seed converts and installs into a Stage0 root where gcc compiles and runs a program,
+and the aarch64 and riscv64 seeds' cross compilers build programs for their machines.
 
 Locks are resolved now (for hello) or taken from stages/seed with a fallback: when Debian has
 replaced a pinned file, the lock is resolved again into a temporary copy, and the test says so."""
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 from conary.ccs import generate_keypair
 from conary.debian import import_deb
@@ -21,6 +23,7 @@ from conary.debian.lock import resolve_lock
 from conary.debian.seed import download_lock, import_seed, lock_path
 from conary.fetch.cache import SourceCache
 from conary.runtime import install_packages
+from conary.targets import load_target
 from helpers_deb import ccs_tree, dpkg_tree, lock_files
 
 pytestmark = [pytest.mark.network]
@@ -95,3 +98,34 @@ def test_seed_closure_makes_a_stage0_root_where_gcc_works(
     result = _sandbox(root, "/bin/sh", "-c", script, rw=work)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[-3:] == ["stage0 works", "42", "root"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("target", "machine"), [("aarch64", "EM_AARCH64"), ("riscv64", "EM_RISCV")])
+def test_cross_seed_compiles_for_its_target(
+    tmp_path: Path,
+    shared_source_cache: Path,
+    apt_state: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    machine: str,
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    cache = SourceCache(shared_source_cache)
+    report: list[str] = []
+    lock, _ = lock_files(lock_path(target), cache, apt_state, tmp_path, report)
+    print("\n".join(report))
+    key = generate_keypair(tmp_path / "key")[0]
+    paths, _ = import_seed(lock, cache, tmp_path / "ccs", key, state_dir=apt_state)
+    root = tmp_path / "stage0"
+    root.mkdir()
+    install_packages(root, paths, allow_untrusted=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    os.chmod(work, 0o777)
+    (work / "hello.c").write_text('#include <stdio.h>\nint main(void) { puts("cross"); return 0; }\n')
+    triple = load_target(target).gnu_triple
+    result = _sandbox(root, f"{triple}-gcc", "-static", "-O2", "-o", "hello", "hello.c", rw=work)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(work / "hello", "rb") as stream:
+        assert ELFFile(stream).header["e_machine"] == machine

@@ -249,3 +249,22 @@ def test_fixups_entries_must_say_why(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="must be relative"):
         load_fixups(path)
     assert os.path.exists(path)
+
+
+@pytest.mark.parametrize(
+    ("archive_has", "error", "message"),
+    [
+        ("1.0-2", PinnedFileGone, "is no longer in Debian's archive; it now has hello 1.0-2"),
+        ("1.0-1", SeedError, "Debian's index lists hello 1.0-1, but its pool lacks"),
+    ],
+)
+def test_a_vanished_file_names_what_the_archive_has_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, archive_has: str, error: type, message: str
+) -> None:
+    # Debian's index, as apt would read it, stands in for the real archive here.
+    monkeypatch.setattr("conary.debian.seed.current_version", lambda apt, name: archive_has)
+    lock = _lock([_pin("hello", b"gone")])
+    with serve() as mirror, pytest.raises(error) as info:
+        download_lock(lock, SourceCache(tmp_path / "c"), state_dir=tmp_path / "apt", uris=[mirror.url])
+    assert message in info.value.render()
+    assert isinstance(info.value, PinnedFileGone) == (archive_has != "1.0-1")

@@ -13,7 +13,6 @@ the same package bytes, on any machine.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tarfile
 import tempfile
@@ -146,15 +145,11 @@ def import_deb(
 
 
 def _provenance(deb: DebFile, control: DebControl, dropped: list[str]) -> dict[str, object]:
-    digest = hashlib.sha256()
-    with open(deb.path, "rb") as stream:
-        while block := stream.read(_BLOCK):
-            digest.update(block)
     fields = {k: v for k, v in control.fields.items() if k != "Description"}
     provenance: dict[str, object] = {
         "builder": "conary import deb",
         "debian.file": deb.path.name,
-        "debian.sha256": digest.hexdigest(),
+        "debian.sha256": deb.sha256,
         "debian.control": fields,
         "debian.scripts_not_run": dict(control.scripts),
     }

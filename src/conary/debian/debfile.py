@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import io
 import lzma
 import tarfile
@@ -134,6 +135,10 @@ class DebFile:
         self._payload = next((m for m in members if m.name.startswith("data.tar")), None)
         if self._control is None or self._payload is None:
             raise DebFormatError("missing control.tar or data.tar member", where=self.where)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self._data).hexdigest()
 
     def _member_bytes(self, member: ArMember) -> bytes:
         return self._data[member.offset : member.offset + member.size]

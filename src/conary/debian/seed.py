@@ -186,8 +186,15 @@ def download_lock(
         return list(pool.map(fetch, lock.debs))
 
 
-def _gone(lock: SeedLock, deb: PinnedDeb, state_dir: Path, etc_apt: Path) -> PinnedFileGone:
+def _gone(lock: SeedLock, deb: PinnedDeb, state_dir: Path, etc_apt: Path) -> SeedError:
     now = current_version(private_apt(state_dir, lock.suite, lock.architecture, etc_apt), deb.name)
+    if now == deb.version:
+        # The index lists the pinned version, yet the pool answers 404: a mirror between updates.
+        return SeedError(
+            f"Debian's index lists {deb.name} {deb.version}, but its pool lacks {deb.filename} (404)",
+            where=f"seed lock {lock.name}",
+            hint="the archive dropped the file after publishing the index; retry after its next update",
+        )
     has = f"it now has {deb.name} {now}" if now else f"it has no {deb.name} now"
     return PinnedFileGone(
         f"{deb.filename} (pinned {deb.name} {deb.version}) is no longer in Debian's archive; {has}",
