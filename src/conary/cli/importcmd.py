@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from conary.ccs import ensure_default_key, load_signing_key
+from conary.ccs.keys import default_key_path
 from conary.cli import output
+from conary.debian.batch import import_debs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,11 +45,6 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _import_deb(args: argparse.Namespace) -> int:
-    # conary.debian pulls in the CCS writer; imported here to keep `conary --help` fast
-    from conary.ccs import ensure_default_key, load_signing_key
-    from conary.ccs.keys import default_key_path
-    from conary.debian.batch import import_debs
-
     if args.key:
         key = load_signing_key(args.key)
     else:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from conary.ccs import ensure_default_key, load_signing_key
 from conary.cli import output
+from conary.debian.lock import read_lock, write_lock
+from conary.debian.seed import download_lock, import_seed, lock_path, lock_seed
+from conary.fetch import SourceCache, default_cache_dir
 
 _LOCK_NAMES = ("x86_64", "aarch64", "riscv64", "conary-x86_64")
 
@@ -71,16 +76,10 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _state_dir() -> Path:
-    from conary.fetch import default_cache_dir
-
     return default_cache_dir() / ".debian-apt-deb"
 
 
 def _lock(args: argparse.Namespace) -> int:
-    # conary.debian pulls in the CCS writer; imported here to keep `conary --help` fast
-    from conary.debian.lock import write_lock
-    from conary.debian.seed import lock_path, lock_seed
-
     for name in args.names:
         lock = lock_seed(name, state_dir=_state_dir(), suite=args.suite)
         target = args.output / f"{name}.lock" if args.output else lock_path(name)
@@ -90,10 +89,6 @@ def _lock(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from conary.debian.lock import read_lock
-    from conary.debian.seed import download_lock
-    from conary.fetch import SourceCache, default_cache_dir
-
     lock = read_lock(args.lock)
     start = time.monotonic()
     download_lock(
@@ -106,11 +101,6 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from conary.ccs import ensure_default_key, load_signing_key
-    from conary.debian.lock import read_lock
-    from conary.debian.seed import import_seed
-    from conary.fetch import SourceCache, default_cache_dir
-
     key = load_signing_key(args.key) if args.key else ensure_default_key()[0]
     lock = read_lock(args.lock)
     start = time.monotonic()
@@ -130,7 +120,7 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(phase: str):  # type: ignore[no-untyped-def]
+def _progress(phase: str) -> Callable[[int, int, str], None]:
     def report(done: int, total: int, name: str) -> None:
         if done == total or done % 25 == 0:
             output.notice(f"{phase}: {done}/{total} ({name})")
