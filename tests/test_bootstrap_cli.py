@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conary.bootstrap import BootstrapConfig, load_config, save_config
+from conary.debian.lock import PinnedDeb, SeedLock, write_lock
 from conary.errors import InputError
 
 RECIPE = """\
@@ -60,11 +61,18 @@ def tree(tmp_path: Path) -> dict[str, object]:
     root = tmp_path / "tree"
     (root / "recipes").mkdir(parents=True)
     (root / "stages" / "seed").mkdir(parents=True)
-    (root / "stages" / "seed" / "x86_64.lock").write_text("# fixture lock\n")
     cache = tmp_path / "cache"
     mirror = tmp_path / "mirror"
     (cache / "sha256").mkdir(parents=True)
     mirror.mkdir()
+    # A lock of one .deb, which is in the cache.
+    deb = b"!<arch>\nnot really a deb\n"
+    deb_digest = hashlib.sha256(deb).hexdigest()
+    (cache / "sha256" / deb_digest).write_bytes(deb)
+    pool = "pool/f/fixture_1.0_amd64.deb"
+    pinned = PinnedDeb("fixture", "1.0", "amd64", "bookworm", pool, len(deb), deb_digest)
+    lock = SeedLock("x86_64", "bookworm", "amd64", ("fixture",), (pinned,))
+    write_lock(lock, root / "stages" / "seed" / "x86_64.lock")
     blobs = {}
     for n, name in enumerate("abc"):
         data = f"source of {name}\n".encode()
@@ -99,6 +107,7 @@ def test_dry_run_lists_packages_and_fails_on_a_missing_source(cli, tree, tmp_pat
     c_digest = tree["blobs"]["c"][1]
     assert f"sha256:{c_digest}  missing  https://example.invalid/src/c-1.2.tar.gz" in result.out
     assert "4 packages in 3 stages, 3 sources: 2 present, 1 missing" in result.out
+    assert "x86_64.lock: 1 .debs, 1 in the cache" in result.out
 
     report = json.loads(cli(*args, "--json").out)
     states = {p["name"]: p["sources"][0]["state"] for s in report["stages"] for p in s["packages"]}
@@ -133,7 +142,7 @@ def test_dry_run_without_a_seed_lock_fails_and_says_how_to_make_one(cli, tree, t
     assert result.code == 1
     assert "aarch64.lock: MISSING (run 'conary bootstrap seed --lock')" in result.out
     # The cross target's compilers join the seed.
-    assert "3 Debian packages" in result.out
+    assert "3 Debian packages" in result.out  # build-essential and the two cross packages
 
 
 def test_dry_run_reports_an_invalid_recipe(cli, tree, tmp_path: Path) -> None:

@@ -319,7 +319,7 @@ class Bootstrap:
             if reason:
                 out.append(StageStatus(stage.name, SKIPPED, reason, ()))
                 continue
-            if not self.profile.recipes_of(stage):
+            if not self.profile.recipes_of(stage) and not blocked:
                 out.append(StageStatus(stage.name, DONE, "no recipes", ()))
                 continue
             if blocked or not self._inputs_ready(stage):

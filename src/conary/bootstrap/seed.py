@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conary.bootstrap.profile import Profile
+from conary.debian.lock import read_lock
 from conary.fetch import SourceCache
 from conary.targets import Target
 
@@ -27,10 +28,12 @@ class SeedPlan:
     packages: tuple[str, ...]  # the profile's seed list plus the target's cross packages
     lock: Path
     lock_present: bool
+    debs: int = 0  # packages the lock pins
+    debs_cached: int = 0  # of those, already in the source cache (by sha256)
 
     @property
     def ok(self) -> bool:
-        return self.mode == SEED_HOST or self.lock_present
+        return self.mode == SEED_HOST or (self.lock_present and self.debs_cached == self.debs)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -39,6 +42,8 @@ class SeedPlan:
             "packages": list(self.packages),
             "lock": str(self.lock),
             "lock_present": self.lock_present,
+            "debs": self.debs,
+            "debs_cached": self.debs_cached,
         }
 
 
@@ -57,10 +62,18 @@ def seed_plan(
     profile: Profile, target: Target, *, mode: str = SEED_LOCK, cache: SourceCache | None = None
 ) -> SeedPlan:
     lock = lock_path(profile, target)
+    debs = cached = 0
+    if mode != SEED_HOST and lock.is_file():
+        pinned = read_lock(lock).debs
+        debs = len(pinned)
+        if cache is not None:
+            cached = sum(1 for deb in pinned if cache.path_for(f"sha256:{deb.sha256}") is not None)
     return SeedPlan(
         mode=mode,
         suite=profile.seed.suite,
         packages=seed_packages(profile, target),
         lock=lock,
         lock_present=lock.is_file(),
+        debs=debs,
+        debs_cached=cached,
     )

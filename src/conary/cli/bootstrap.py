@@ -28,6 +28,7 @@ from conary.bootstrap import (
     save_config,
 )
 from conary.bootstrap.pipeline import Bootstrap, RunReport
+from conary.bootstrap.seedlock import import_lock, lock_the_seed
 from conary.cli import output
 from conary.errors import ConaryError, InputError
 from conary.graph import BuildEvent
@@ -129,6 +130,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     dry.add_argument("--json", action="store_true", help="print the plan as JSON")
     dry.set_defaults(func=_dry_run)
+
+    seed = sub.add_parser(
+        "seed",
+        help="pin the seed (--lock), or import the pinned seed into the work dir",
+        description="With --lock: resolve the closure of the profile's seed packages (plus the target's "
+        "cross compilers) with apt in a private state, from deb entries derived from this machine's "
+        "apt sources, and write stages/seed/ARCH.lock (or --output). Without --lock: download the "
+        "lock's .debs into the source cache by sha256, verify and import them as the work dir's seed "
+        "(the same as 'bootstrap stage0' for a profile without a stage0 of its own).",
+    )
+    _work_option(seed)
+    seed.add_argument("--lock", action="store_true", help="resolve and write the lock")
+    seed.add_argument("--target", default=None, metavar="ARCH", help="with --lock: instead of the work dir's")
+    seed.add_argument(
+        "--profile", default=None, metavar="NAME", help="with --lock: instead of the work dir's"
+    )
+    seed.add_argument("--output", default=None, metavar="FILE", help="with --lock: write the lock here")
+    seed.set_defaults(func=_seed)
 
     for name, text in STAGE_HELP.items():
         stage = sub.add_parser(
@@ -347,7 +366,12 @@ def _print_plan(report: DryRunReport) -> None:
     if seed.mode == "host":
         print("seed: the host's /usr (--seed host)")
     else:
-        state = "present" if seed.lock_present else "MISSING (run 'conary bootstrap seed --lock')"
+        if not seed.lock_present:
+            state = "MISSING (run 'conary bootstrap seed --lock')"
+        else:
+            state = f"{seed.debs} .debs, {seed.debs_cached} in the cache"
+            if seed.debs_cached < seed.debs:
+                state += f", {seed.debs - seed.debs_cached} missing (run 'conary bootstrap stage0')"
         count = len(seed.packages)
         print(f"seed: {count} Debian packages from {seed.suite} and their closure; lock {seed.lock}: {state}")
     for stage in report.stages:
@@ -378,12 +402,46 @@ def _print_plan(report: DryRunReport) -> None:
 
 def _bootstrap(args: argparse.Namespace, config: BootstrapConfig | None = None) -> Bootstrap:
     config = config or load_config(Path(args.work))
+    cache = config.source_cache
+
+    def import_seed(lock: Path, repo: Path) -> None:
+        warnings = import_lock(lock, repo, source_cache=cache, notice=output.notice)
+        if warnings:
+            output.warn(
+                f"{len(warnings)} seed packages have maintainer scripts that were not run "
+                "(the seed fixups stand in for what they make; see docs/debian-import.md)"
+            )
+
     return Bootstrap(
         config=config,
         profile=load_profile(config.profile),
         target=load_target(config.target),
         keep_going=bool(getattr(args, "keep_going", False)),
+        seed_importer=import_seed,
     )
+
+
+def _seed(args: argparse.Namespace) -> int:
+    work = Path(args.work)
+    config = load_config(work) if config_path(work).is_file() else None
+    if not args.lock:
+        if args.target or args.profile or args.output:
+            raise InputError("--target, --profile and --output go with --lock", where="bootstrap seed")
+        return _print_run(_bootstrap(args, config).run("stage0"))
+    arch = args.target or (config.target if config else None)
+    if arch is None:
+        raise InputError(
+            "seed --lock needs --target (or a work dir)", where=str(work), hint="give --target ARCH"
+        )
+    profile = load_profile(args.profile or (config.profile if config else "minimal"))
+    path, count, size = lock_the_seed(
+        profile,
+        load_target(arch),
+        source_cache=config.source_cache if config else None,
+        output=Path(args.output) if args.output else None,
+    )
+    print(f"{path}: {count} packages, {size / 1e6:.1f} MB")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
