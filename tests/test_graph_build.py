@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conary.cli.main import main
-from conary.graph import BuildRequest, CheckpointStore, Session, build, why
+from conary.graph import BuildRequest, CheckpointStore, Session, build, status, why
 from conary.runtime import list_installed
-from helpers_graph import TREE, write_graph_recipe, write_tree
+from helpers_graph import STEPS, TREE, write_graph_recipe, write_tree
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +73,35 @@ def test_a_second_run_builds_nothing(built: tuple[Path, Path]) -> None:
     report = build(request(tmp, tree, jobs=2))
     assert actions(report) == dict.fromkeys(TREE, "cached")
     assert len(CheckpointStore(tmp / "state").cooks()) == cooks
+
+
+def test_a_package_removed_from_the_repository_is_put_back(built: tuple[Path, Path], tmp_path: Path) -> None:
+    tmp0, tree = built
+    shutil.copytree(tmp0, tmp_path, dirs_exist_ok=True)
+    before = repo_bytes(tmp_path / "repo")
+    victim = next(name for name in before if name.startswith("top-"))
+    (tmp_path / "repo" / victim).unlink()
+    (tmp_path / "repo" / next(name for name in before if name.startswith("base-"))).write_bytes(b"damaged")
+    cooks = len(CheckpointStore(tmp_path / "state").cooks())
+    # The fixture's own recipes and a copy of its state: the no-op fast path (the snapshot) runs.
+    report = build(request(tmp_path, tree))
+    assert actions(report) == dict.fromkeys(TREE, "cached")
+    assert repo_bytes(tmp_path / "repo") == before
+    assert len(CheckpointStore(tmp_path / "state").cooks()) == cooks
+
+
+def test_dry_run_and_status_say_what_would_be_cooked(built: tuple[Path, Path], tmp_path: Path) -> None:
+    tmp0, _ = built
+    shutil.copytree(tmp0, tmp_path, dirs_exist_ok=True)
+    tree = tmp_path / "tree"
+    write_graph_recipe(
+        tree, "zmath", TREE["zmath"], steps={**STEPS, "configure": "./configure --greeting=dry"}
+    )
+    report = build(request(tmp_path, tree), dry_run=True)
+    assert actions(report) == {**dict.fromkeys(TREE, "cached"), "zmath": "pending", "zcalc": "pending"}
+    assert {r.name: r.key for r in report.results}["zcalc"] == ""  # needs zmath's new output first
+    states = {s.name: s.state for s in status(request(tmp_path, tree))}
+    assert states == {**dict.fromkeys(TREE, "done"), "zmath": "pending", "zcalc": "pending"}
 
 
 def test_changes_rebuild_exactly_what_they_should(built: tuple[Path, Path], tmp_path: Path) -> None:

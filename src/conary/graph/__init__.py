@@ -14,7 +14,8 @@ from __future__ import annotations
 from conary.graph.errors import GraphError, StoreError
 from conary.graph.executor import CookJob, Executor, LocalExecutor
 from conary.graph.keys import Key, KeyContext, derivation_key, output_digest
-from conary.graph.model import Graph, Node, build_graph, load_recipes
+from conary.graph.loader import RecipeInfo, load_infos
+from conary.graph.model import Graph, Node, build_graph
 from conary.graph.plan import (
     ACTIONS,
     BLOCKED,
@@ -60,6 +61,7 @@ __all__ = [
     "Node",
     "PackageResult",
     "PackageStatus",
+    "RecipeInfo",
     "Session",
     "StoreError",
     "WhyReport",
@@ -67,7 +69,7 @@ __all__ = [
     "build_graph",
     "derivation_key",
     "key_text",
-    "load_recipes",
+    "load_infos",
     "output_digest",
     "status",
     "why",

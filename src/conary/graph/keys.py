@@ -14,10 +14,11 @@ step, say) has the same output digest, and its dependents' keys do not change (e
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,15 +127,26 @@ def tree_digest(root: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def derivation_key(
-    recipe: Recipe, recipe_dir: Path, context: KeyContext, dep_digests: Mapping[str, str]
-) -> Key:
-    """The key of one package: its canonical text and that text's sha256."""
-    lines = [KEY_FORMAT]
-    lines.extend(recipe_lines(expanded_recipe(recipe, context)))
-    lines.extend(source_lines(recipe, recipe_dir))
+def recipe_key_lines(recipe: Recipe, recipe_dir: Path, context: KeyContext) -> tuple[str, ...]:
+    """The lines of a key that come from the recipe itself: its expanded fields and its inputs."""
+    return (*recipe_lines(expanded_recipe(recipe, context)), *source_lines(recipe, recipe_dir))
+
+
+def has_local_inputs(recipe: Recipe) -> bool:
+    """Whether the recipe reads files beside it that its text does not pin by checksum (a local
+    source tree, a patch without a checksum): then its key lines depend on more than its text."""
+    return recipe.source.path is not None or any(p.checksum is None for p in recipe.patches)
+
+
+@functools.cache
+def machine_lines(context: KeyContext) -> tuple[str, ...]:
     machine = dataclasses.asdict(context.machine)
-    lines.extend(f"target:{k}={json.dumps(machine[k])}" for k in sorted(machine))
+    return tuple(f"target:{k}={json.dumps(machine[k])}" for k in sorted(machine))
+
+
+def derivation_key(recipe_lines: Sequence[str], context: KeyContext, dep_digests: Mapping[str, str]) -> Key:
+    """The key of one package: its canonical text and that text's sha256."""
+    lines = [KEY_FORMAT, *recipe_lines, *machine_lines(context)]
     lines.append(f"stage:{context.stage}")
     lines.append(f"toolchain:{context.toolchain}")
     lines.extend(sorted(context.base))

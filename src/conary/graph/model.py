@@ -9,13 +9,12 @@ ties broken by name, so the same set of recipes is always listed and dispatched 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from conary.graph.errors import GraphError
-from conary.recipe import Recipe, load_recipe, recipe_files
-from conary.recipe.loader import check_path
+from conary.graph.loader import RecipeInfo
 
 
 @dataclass(frozen=True)
@@ -26,10 +25,11 @@ class Node:
     version: str
     release: str
     path: Path
-    recipe: Recipe
+    lines: tuple[str, ...]  # the recipe's own lines of its derivation key
     deps: tuple[str, ...]  # sorted node names (requires and makedepends that the set builds)
     runtime_deps: tuple[str, ...]  # sorted node names from build.requires alone (run-time closure)
     seed_deps: tuple[str, ...]  # sorted requirements that the seed provides
+    volatile: bool = False  # its key reads files beside the recipe (see RecipeInfo)
 
 
 @dataclass(frozen=True)
@@ -66,46 +66,10 @@ def requirement_name(requirement: str) -> str:
     return requirement.split(":", 1)[0].strip()
 
 
-def recipe_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Recipe files named, or found in the directories named (a TOML file without a [package]
-    table found in a directory, such as versions.toml, is not a recipe and is skipped)."""
-    out: list[Path] = []
-    for path, explicit in recipe_files(paths):
-        if not explicit and not path.endswith(".recipe.toml") and not check_path(path).is_recipe:
-            continue
-        out.append(Path(path))
-    return out
-
-
-def load_recipes(paths: Iterable[str | Path]) -> list[tuple[Path, Recipe]]:
-    """Every recipe under *paths*, loaded and validated; two recipes of one package name clash."""
-    loaded: list[tuple[Path, Recipe]] = []
-    seen: dict[str, Path] = {}
-    for path in recipe_paths(paths):
-        recipe = load_recipe(path)
-        name = recipe.package.name
-        if name in seen and seen[name].resolve() != path.resolve():
-            raise GraphError(
-                f"package {name} is built by two recipes: {seen[name]} and {path}",
-                where=str(path),
-                hint="keep one recipe per package name in the set",
-            )
-        if name not in seen:
-            seen[name] = path
-            loaded.append((path, recipe))
-    if not loaded:
-        raise GraphError(
-            "no recipes found",
-            where=", ".join(map(str, paths)) or "(none)",
-            hint="name recipe files or directories that hold *.recipe.toml files",
-        )
-    return loaded
-
-
 def build_graph(
-    recipes: Sequence[tuple[Path, Recipe]],
+    recipes: Sequence[RecipeInfo],
     *,
-    seed_provides: frozenset[str] | None = frozenset(),
+    seed_provides: Container[str] | None = frozenset(),
     break_edges: Iterable[tuple[str, str]] = (),
     weights: Mapping[str, float] | None = None,
 ) -> Graph:
@@ -115,16 +79,16 @@ def build_graph(
     `soname(libz.so.1)`); None means "anything the set does not build" (the host as the seed, whose
     contents are not package data). *break_edges* are (dependent, dependency) pairs to drop, as a
     profile names them to break a toolchain cycle."""
-    names = {recipe.package.name for _, recipe in recipes}
+    names = {info.name for info in recipes}
     broken = set(break_edges)
     nodes: dict[str, Node] = {}
-    for path, recipe in recipes:
-        name = recipe.package.name
+    for info in recipes:
+        name, path = info.name, info.path
         deps: set[str] = set()
         runtime: set[str] = set()
         seeded: set[str] = set()
         for field in ("requires", "makedepends"):
-            for requirement in getattr(recipe.build, field):
+            for requirement in getattr(info, field):
                 dep = requirement_name(requirement)
                 if dep == name or (name, dep) in broken:
                     continue
@@ -143,13 +107,14 @@ def build_graph(
                     )
         nodes[name] = Node(
             name=name,
-            version=recipe.package.version,
-            release=recipe.package.release,
+            version=info.version,
+            release=info.release,
             path=path,
-            recipe=recipe,
+            lines=info.lines,
             deps=tuple(sorted(deps)),
             runtime_deps=tuple(sorted(runtime)),
             seed_deps=tuple(sorted(seeded)),
+            volatile=info.volatile,
         )
     check_acyclic(nodes)
     return Graph(nodes=nodes, order=critical_path_order(nodes, weights or {}))

@@ -29,6 +29,7 @@ from doit.task import Task
 
 from conary.errors import ConaryError
 from conary.fsutil import fsync_dir
+from conary.graph import snapshot
 from conary.graph.executor import CookJob, Executor, LocalExecutor
 from conary.graph.keys import output_digest
 from conary.graph.plan import (
@@ -44,7 +45,7 @@ from conary.graph.plan import (
     PackageResult,
 )
 from conary.graph.roots import clean_partial_roots
-from conary.graph.session import Session, clean_partial_files, place
+from conary.graph.session import Session, clean_partial_files, package_files, place, publish
 from conary.graph.store import Checkpoint, CheckpointStore, kept_package, packages_dir
 
 # The session of the process a cook runs in. doit's process pool forks its workers from the
@@ -54,14 +55,44 @@ _WORKER: dict[int, Session] = {}
 
 def build(request: BuildRequest, *, dry_run: bool = False) -> BuildReport:
     """Build every recipe of the request whose key has no checkpoint, in dependency order."""
-    session = Session(request)
+    store = CheckpointStore(Path(request.state))
     try:
         if dry_run:
-            return _Run(session, dry_run).run()
-        with _state_lock(session.state):
-            return _Run(session, dry_run).run()
+            return _Run(Session(request, store), dry_run).run()
+        with _state_lock(Path(request.state)):
+            packages = [os.fspath(p) for p in package_files((*request.seed, *request.base), "seed package")]
+            print_ = snapshot.fingerprint(request, packages)
+            fast = _unchanged(request, store, print_)
+            if fast is not None:
+                return fast
+            session = Session(request, store)
+            report = _Run(session, dry_run).run()
+            if report.ok and not any(node.volatile for node in session.graph.nodes.values()):
+                snapshot.save(store, print_, [(r.name, r.key) for r in report.results])
+            return report
     finally:
-        session.store.close()
+        store.close()
+
+
+def _unchanged(request: BuildRequest, store: CheckpointStore, print_: str) -> BuildReport | None:
+    """The report of a no-op run, from the last complete run's snapshot; None when anything
+    changed since (then the full path decides, package by package)."""
+    checkpoints = snapshot.cached_checkpoints(store, print_)
+    if checkpoints is None:
+        return None
+    packages = os.fspath(packages_dir(Path(request.state)))
+    output = os.fspath(request.output)
+    for cp in checkpoints:
+        if not publish(packages, output, cp):
+            return None
+    results = tuple(
+        PackageResult(cp.name, cp.version, CACHED, cp.key, cp.output_digest, cp.seconds, cp.log)
+        for cp in checkpoints
+    )
+    if request.progress is not None:
+        for done, result in enumerate(results, 1):
+            request.progress(BuildEvent("finished", result.name, CACHED, result.log, done, len(results)))
+    return BuildReport(results)
 
 
 @contextlib.contextmanager
@@ -88,7 +119,7 @@ class _Run:
         self.request = session.request
         self.dry_run = dry_run
         self.graph = session.graph
-        self.previous = session.store.all_latest()  # each name's checkpoint before this run
+        self.previous = session.store.latest_digests()  # each name's output digest before this run
         self.results: dict[str, PackageResult] = {}
         self.done = 0
 
@@ -125,11 +156,13 @@ class _Run:
             clean_partial_files(Path(self.request.output))
             clean_partial_files(packages_dir(self.session.state))
         dirty: list[str] = []
+        self.session.preload()
         for name in self.graph.order:
             cp = self.session.checkpoint(name)
-            if cp is not None and self.session.is_present(cp):
-                if not self.dry_run:
-                    self.session.publish(cp)
+            present = cp is not None and (
+                self.session.is_present(cp) if self.dry_run else self.session.publish(cp)
+            )
+            if cp is not None and present:
                 self.finish(self._cached(name, cp))
             else:
                 dirty.append(name)
@@ -175,7 +208,7 @@ class _Run:
         cp = self.session.checkpoint(name)
         if cp is not None:
             before = self.previous.get(name)
-            action = CUTOFF if before is not None and before.output_digest == cp.output_digest else BUILT
+            action = CUTOFF if before == cp.output_digest else BUILT
             self.finish(
                 self._result(name, action, cp.key, digest=cp.output_digest, seconds=cp.seconds, log=cp.log)
             )
@@ -209,9 +242,8 @@ class _Run:
         if key is None:
             return False
         cp = self.session.store.get(key.digest)
-        if cp is None or not self.session.is_present(cp):
+        if cp is None or not self.session.publish(cp):
             return False
-        self.session.publish(cp)
         self.finish(self._cached(name, cp))
         return True
 

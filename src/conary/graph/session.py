@@ -17,7 +17,8 @@ from conary.ccs import PublicKey, ensure_default_key, load_public_key, load_sign
 from conary.errors import InputError
 from conary.fsutil import fsync_dir
 from conary.graph.keys import Key, KeyContext, derivation_key, output_digest_of_manifest, read_manifest
-from conary.graph.model import Graph, build_graph, load_recipes
+from conary.graph.loader import load_infos
+from conary.graph.model import Graph, build_graph
 from conary.graph.plan import BuildRequest
 from conary.graph.roots import BuildRoot, RootPackage, assemble_root
 from conary.graph.store import Checkpoint, CheckpointStore, kept_package
@@ -61,6 +62,26 @@ def host_provides(status: Path = HOST_DPKG_STATUS) -> frozenset[str] | None:
     return frozenset(names)
 
 
+class SeedProvides:
+    """What the seed provides: its packages' names and typed provides, and with the host as the
+    seed the host's Debian packages (read only when a requirement is not met otherwise)."""
+
+    def __init__(self, packages: frozenset[str], host: bool) -> None:
+        self.packages = packages
+        self.host = host
+        self._host: frozenset[str] | None = None
+        self._host_read = False
+
+    def __contains__(self, item: object) -> bool:
+        if item in self.packages:
+            return True
+        if not self.host:
+            return False
+        if not self._host_read:
+            self._host, self._host_read = host_provides(), True
+        return self._host is None or item in self._host  # an unknown host provides anything
+
+
 class Session:
     def __init__(self, request: BuildRequest, store: CheckpointStore | None = None) -> None:
         self.request = request
@@ -73,23 +94,22 @@ class Session:
         provides: set[str] = set()
         for pkg in self.base_packages:
             provides.update(pkg.provides)
-        seed_provides: frozenset[str] | None = frozenset(provides)
-        if request.host_seed:
-            host = host_provides()
-            seed_provides = None if host is None else seed_provides | host
-        self.graph: Graph = build_graph(
-            load_recipes(request.recipes),
-            seed_provides=seed_provides,
-            break_edges=request.break_edges,
-            weights=self.store.durations(),
-        )
         base_lines = [f"base:{p.name}:{p.digest}" for p in self.base_packages]
         if request.host_seed:
             base_lines.append("seed:host")
         self.context = KeyContext(
             stage=request.stage, target=request.target, toolchain=request.toolchain, base=tuple(base_lines)
         )
+        self.graph: Graph = build_graph(
+            load_infos(request.recipes, self.context, self.store),
+            seed_provides=SeedProvides(frozenset(provides), request.host_seed),
+            break_edges=request.break_edges,
+            weights=self.store.durations(),
+        )
         self._keys: dict[str, Key] = {}
+        self._checkpoints: dict[str, Checkpoint] = {}
+        self._state_packages = os.fspath(self.state / "packages")
+        self._output = os.fspath(request.output)
 
     @staticmethod
     def _read(paths: list[Path]) -> Iterator[tuple[Path, object, tuple[str, ...]]]:
@@ -111,13 +131,26 @@ class Session:
             if cp is None:
                 return None
             digests[dep] = cp.output_digest
-        key = derivation_key(node.recipe, node.path.resolve().parent, self.context, digests)
+        key = derivation_key(node.lines, self.context, digests)
         self._keys[name] = key
         return key
 
     def checkpoint(self, name: str) -> Checkpoint | None:
+        """The checkpoint of NAME's current key, if any. A row found is remembered (rows are never
+        changed); a miss is asked again, since a cook may have committed it since."""
         key = self.key(name)
-        return None if key is None else self.store.get(key.digest)
+        if key is None:
+            return None
+        cp = self._checkpoints.get(key.digest)
+        if cp is None:
+            cp = self.store.get(key.digest)
+            if cp is not None:
+                self._checkpoints[key.digest] = cp
+        return cp
+
+    def preload(self) -> None:
+        """Read every checkpoint of the store's packages in one query (a no-op run's lookups)."""
+        self._checkpoints.update(self.store.checkpoints_of(self.graph.nodes))
 
     def forget(self, name: str) -> None:
         self._keys.pop(name, None)
@@ -126,21 +159,10 @@ class Session:
 
     def is_present(self, checkpoint: Checkpoint) -> bool:
         """The kept copy of a checkpoint's package exists (the row alone is not enough)."""
-        return kept_package(self.state, checkpoint.key).is_file()
+        return os.path.isfile(f"{self._state_packages}/{checkpoint.key}.ccs")
 
-    def publish(self, checkpoint: Checkpoint) -> None:
-        """Make the repository's NAME file the checkpoint's package (a later rebuild of the name,
-        since reverted, may have replaced it). The same inode means nothing to do."""
-        kept = kept_package(self.state, checkpoint.key)
-        target = Path(self.request.output) / checkpoint.package
-        try:
-            if os.stat(target).st_ino == os.stat(kept).st_ino:
-                return
-            if _sha256(target) == checkpoint.package_sha256:
-                return
-        except FileNotFoundError:
-            pass
-        place(kept, target)
+    def publish(self, checkpoint: Checkpoint) -> bool:
+        return publish(self._state_packages, self._output, checkpoint)
 
     # ------------------------------------------------------------------ roots
 
@@ -174,6 +196,25 @@ class Session:
                 hint="give a seed: --seed host, or --seed with the seed's .ccs packages",
             )
         return BuildRoot(tuple(layers), self.request.host_seed)
+
+
+def publish(packages: str, output: str, checkpoint: Checkpoint) -> bool:
+    """Make the repository's NAME file the checkpoint's package (a later rebuild of the name,
+    since reverted, may have replaced it); False when the kept package is missing. The same
+    inode as the kept copy means nothing to do: two stats per package on a no-op run."""
+    kept = f"{packages}/{checkpoint.key}.ccs"
+    target = f"{output}/{checkpoint.package}"
+    try:
+        kept_ino = os.stat(kept).st_ino
+    except FileNotFoundError:
+        return False
+    try:
+        if os.stat(target).st_ino == kept_ino or _sha256(Path(target)) == checkpoint.package_sha256:
+            return True
+    except FileNotFoundError:
+        pass
+    place(Path(kept), Path(target))
+    return True
 
 
 def place(source: Path, target: Path) -> None:

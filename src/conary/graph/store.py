@@ -52,6 +52,13 @@ CREATE TABLE IF NOT EXISTS failures (
     log TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS recipe_cache (
+    context TEXT NOT NULL,
+    path TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (context, path)
+);
 CREATE TABLE IF NOT EXISTS running (
     name TEXT PRIMARY KEY,
     key TEXT NOT NULL,
@@ -178,7 +185,21 @@ class CheckpointStore:
 
     def durations(self) -> dict[str, float]:
         """Each package's last build time in seconds (for the order's weights and the ETA)."""
-        return {name: cp.seconds for name, cp in self.all_latest().items()}
+        rows = self.db.execute("SELECT l.name, c.seconds FROM latest l JOIN checkpoints c ON c.key = l.key")
+        return dict(rows)
+
+    def latest_digests(self) -> dict[str, str]:
+        """Each package's newest output digest."""
+        rows = self.db.execute(
+            "SELECT l.name, c.output_digest FROM latest l JOIN checkpoints c ON c.key = l.key"
+        )
+        return dict(rows)
+
+    def checkpoints_of(self, names: Iterable[str]) -> dict[str, Checkpoint]:
+        """key -> checkpoint of every checkpoint of the packages NAMES (one query)."""
+        wanted = set(names)
+        rows = self.db.execute(f"SELECT {_COLUMNS} FROM checkpoints")
+        return {row[0]: Checkpoint(*row) for row in rows if row[1] in wanted}
 
     def cooks(self) -> list[tuple[str, str, float]]:
         """(key, name, started) of every cook ever started, oldest first."""
@@ -203,6 +224,26 @@ class CheckpointStore:
     def set_request(self, request: dict[str, Any]) -> None:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('request', ?)", (json.dumps(request),))
+
+    def snapshot(self) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'snapshot'").fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def set_snapshot(self, snapshot: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot', ?)", (json.dumps(snapshot),))
+
+    def recipe_cache(self, context: str) -> dict[str, tuple[str, str]]:
+        """path -> (stat signature, JSON) of the recipes read before for *context*."""
+        rows = self.db.execute("SELECT path, signature, data FROM recipe_cache WHERE context = ?", (context,))
+        return {path: (sig, data) for path, sig, data in rows}
+
+    def put_recipe_cache(self, context: str, entries: list[tuple[str, str, str]]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO recipe_cache VALUES (?, ?, ?, ?)",
+                [(context, path, sig, data) for path, sig, data in entries],
+            )
 
     def integrity(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
