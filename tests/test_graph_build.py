@@ -199,8 +199,13 @@ def test_a_library_used_but_not_declared_fails_to_build(built: tuple[Path, Path]
     shutil.copytree(tmp0, tmp_path, dirs_exist_ok=True)
     tree = tmp_path / "tree"
     write_graph_recipe(tree, "sneaky", (), uses=(), link="-lbase")
+    write_graph_recipe(tree, "victim", ("sneaky",))
+    write_graph_recipe(tree, "bystander", ("base",))
     report = build(request(tmp_path, tree, keep_going=True))
-    result = {r.name: r for r in report.results}["sneaky"]
-    assert result.action == "failed"
-    assert any("lbase" in line for line in result.tail)
+    results = {r.name: r for r in report.results}
+    assert results["sneaky"].action == "failed"
+    assert any("lbase" in line for line in results["sneaky"].tail)
+    assert Path(results["sneaky"].log).is_file()
+    assert results["victim"].action == "blocked"
+    assert results["bystander"].action == "built"  # --keep-going: what does not need sneaky
     assert not report.ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,7 @@ def test_order_is_critical_path_first_then_name(tmp_path: Path, capsys: pytest.C
     assert load_graph(req(tree, tmp_path)).order == ("zz", "mid", "aa", "end", "solo")
     assert main(["graph", "show", str(tree), "--dot"]) == 0
     assert '"end" -> "mid";' in capsys.readouterr().out
+    assert main(["graph", "show", str(tree), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["order"] == ["zz", "mid", "aa", "end", "solo"]
+    assert shown["edges"] == [["end", "mid"], ["mid", "zz"]]

@@ -207,24 +207,26 @@ def _progress(quiet: bool) -> Iterator[Callable[[BuildEvent], None] | None]:
     if not sys.stderr.isatty():
 
         def line(event: BuildEvent) -> None:
-            if event.kind == "started":
-                print(f"conary: [{event.done}/{event.total}] start {event.name}", file=sys.stderr)
+            if event.kind in ("started", "step"):
+                what = "start" if event.kind == "started" else event.text
+                print(f"conary: [{event.done}/{event.total}] {event.name}: {what}", file=sys.stderr)
             elif event.kind == "finished" and event.action != "cached":
                 print(f"conary: [{event.done}/{event.total}] {event.action} {event.name}", file=sys.stderr)
 
         yield line
         return
-    running: dict[str, float] = {}
     with Live(console=output.stderr, auto_refresh=False, transient=True) as live:
 
         def update(event: BuildEvent) -> None:
-            if event.kind == "started":
-                running[event.name] = time.monotonic()
-            elif event.kind == "finished":
-                running.pop(event.name, None)
-            now = time.monotonic()
-            lines = [f"{event.done}/{event.total} packages"]
-            lines += [f"  {name}  {now - t:.0f}s" for name, t in sorted(running.items())]
+            eta = "" if event.eta is None else f", about {_duration(event.eta)} left"
+            lines = [f"{event.done}/{event.total} packages{eta}"]
+            lines += [
+                f"  {name}  {step or 'starting'}  {seconds:.0f}s" for name, step, seconds in event.running
+            ]
             live.update(Text("\n".join(lines)), refresh=True)
 
         yield update
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"

@@ -30,6 +30,9 @@ class BuildEvent:
     text: str = ""
     done: int = 0  # packages finished so far (cached included)
     total: int = 0
+    # Each cook in progress: (name, step, seconds since it started), from the store.
+    running: tuple[tuple[str, str, float], ...] = ()
+    eta: float | None = None  # seconds left, from the store's durations; None when unknown
 
 
 @dataclass(frozen=True)

@@ -120,15 +120,38 @@ class _Run:
         self.dry_run = dry_run
         self.graph = session.graph
         self.previous = session.store.latest_digests()  # each name's output digest before this run
+        self.durations = session.store.durations()
         self.results: dict[str, PackageResult] = {}
         self.done = 0
 
     # ----------------------------------------------------------------- events
 
     def emit(self, kind: str, name: str, action: str = "", text: str = "") -> None:
-        if self.request.progress is not None:
-            total = len(self.graph.nodes)
-            self.request.progress(BuildEvent(kind, name, action, text, self.done, total))
+        if self.request.progress is None:
+            return
+        now = time.time()
+        running = tuple(
+            (r.name, r.step, now - r.started)
+            for r in sorted(self.session.store.running(), key=lambda r: r.name)
+        )
+        self.request.progress(
+            BuildEvent(
+                kind, name, action, text, self.done, len(self.graph.nodes), running, self._eta(running)
+            )
+        )
+
+    def _eta(self, running: tuple[tuple[str, str, float], ...]) -> float | None:
+        """The last durations of the packages still to do, shared among the jobs; what the running
+        ones already spent counts as done. None while a package has no duration on record."""
+        left = 0.0
+        spent = {name: seconds for name, _, seconds in running}
+        for name in self.graph.nodes:
+            if name in self.results:
+                continue
+            if name not in self.durations:
+                return None
+            left += max(0.0, self.durations[name] - spent.get(name, 0.0))
+        return left / max(1, min(self.request.jobs, len(self.graph.nodes) - len(self.results) or 1))
 
     def finish(self, result: PackageResult) -> None:
         self.results[result.name] = result
@@ -291,11 +314,19 @@ def _die_with_parent() -> None:
 
 
 def _on_step(session: Session, name: str) -> Any:
+    """The cook's progress notes as steps: recorded (and shown) when the step changes, not at each
+    percent of packing, so the store sees a handful of writes per package."""
+    last = [""]
+
     def step(text: str) -> None:
-        session.store.step(name, text)
+        head = text.split(":", 1)[0].split(" ", 1)[0]
+        if head == last[0]:
+            return
+        last[0] = head
+        session.store.step(name, head)
         run = _CURRENT.get("run")
         if run is not None and os.getpid() == _CURRENT.get("scheduler"):
-            run.emit("step", name, text=text)
+            run.emit("step", name, text=head)
 
     return step
 
