@@ -46,6 +46,7 @@ from conary.runtime.triggers import run_triggers
 CRASH_ENV = "CONARY_CRASH_AFTER_OPS"
 _STAGE_BATCH = 32  # contents per work item: few enough items that queueing them costs little
 _DIR_BATCH = 64  # deletions per work item after the commit
+_DELETE_WORKERS = 16  # threads deleting after the commit: they wait on the device, not the CPU
 _FLUSH_INTERVAL = 0.02  # seconds between the background syncfs() calls while staging
 
 
@@ -418,14 +419,21 @@ class Engine:
             except UnsafePathError:
                 pass  # a parent became a symlink: nothing of this transaction can be behind it
 
-        # Deleting files is independent per file (and slow on a busy filesystem): several workers,
-        # each taking whole directories at a time (so they seldom wait for one directory's lock);
-        # then empty directories, deepest first.
+        # Deleting files is independent per file, and each unlink mostly waits on the device (a
+        # filesystem mounted with `discard` trims the freed blocks before unlink returns): measured
+        # here, 5,000 unlinks take 13 s one at a time, 1.0 s with 4 threads and 0.5 s with 16-32.
+        # So many workers, each taking whole directories at a time (so they seldom wait for one
+        # directory's lock).
         deletions = [a for a in record.actions if isinstance(a, RemoveFile) or _keeps_old(a)]
-        _in_parallel(finish, deletions, workers=4)
+        _in_parallel(finish, deletions, workers=_DELETE_WORKERS)
+        # Directories one depth at a time, deepest first (a parent only empties once its children
+        # are gone); those of one depth in parallel, since an rmdir frees a block too.
+        by_depth: dict[int, list[Action]] = {}
         for action in record.actions:
             if isinstance(action, RemoveDir):
-                finish(action)
+                by_depth.setdefault(action.path.count("/"), []).append(action)
+        for depth in sorted(by_depth, reverse=True):
+            _in_parallel(finish, by_depth[depth], workers=_DELETE_WORKERS)
         warnings: list[str] = []
         if not self.journal.post_done(record.txid):
             try:
