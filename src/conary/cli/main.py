@@ -19,6 +19,32 @@ from conary.errors import ConaryError, InputError
 # stored as `func` on the parsed namespace and return an exit code.
 _NOT_COMMANDS = {"main", "output"}
 
+# The top-level commands and the module that registers each. Running one command imports only its
+# module, so a command module may import what it uses at module level (the bootstrap's pulls in
+# cook, fetch and requests) without every other command paying for it at start-up: `conary remove`
+# should cost the removal, not the import of the whole tool. A command missing here still works
+# (every module is loaded, as for `conary --help`), only slower to start; tests/test_cli_dispatch.py
+# checks every entry against what the modules register, and that the runtime's commands are here.
+COMMAND_MODULES = {
+    "bootstrap": "conary.cli.bootstrap",
+    "build": "conary.cli.build",
+    "ccs": "conary.cli.ccs",
+    "cook": "conary.cli.cook",
+    "graph": "conary.cli.graph",
+    "image": "conary.cli.image",
+    "install": "conary.cli.install",
+    "key": "conary.cli.key",
+    "list": "conary.cli.install",
+    "new": "conary.cli.new",
+    "query": "conary.cli.query",
+    "recipe": "conary.cli.recipe",
+    "remove": "conary.cli.install",
+    "repo": "conary.cli.repo",
+    "sandbox": "conary.cli.sandbox",
+    "system": "conary.cli.system",
+    "update": "conary.cli.install",
+}
+
 
 def _command_modules() -> list[str]:
     return sorted(
@@ -35,7 +61,25 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(message, where=self.prog, hint=f"run '{self.prog} --help'")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command ARGV runs (its first word that is not a global option), or None when there is
+    none or top-level help comes first."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help"):
+            return None
+        if arg == "--root":
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return arg
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for COMMAND alone when the table knows its module, else for every command."""
     parser = _Parser(
         prog="conary",
         description="Conary: cook recipes into signed CCS packages, bootstrap systems, manage roots.",
@@ -46,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--root", default="/", metavar="DIR", help="root that runtime commands act on (default: /)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in _command_modules():
+    known = COMMAND_MODULES.get(command or "")
+    for name in [known] if known else _command_modules():
         module = importlib.import_module(name)
         if hasattr(module, "register"):
             module.register(sub)
@@ -61,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
     try:
-        parser = build_parser()
+        parser = build_parser(_command_in(argv))
         args = parser.parse_args(argv)
         if getattr(args, "func", None) is None:
             parser.print_help()
