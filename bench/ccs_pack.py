@@ -1,25 +1,30 @@
-"""Packing speed of `conary ccs build` against `tar | zstd -3 -T0`, and chunk sharing across versions.
+"""Packing speed of `conary ccs build` against `tar | zstd -N -T0` at the same zstd level, and chunk
+sharing across versions.
 
-    python bench/ccs_pack.py [--size-mb 500] [--rounds 3] [--work DIR] [--level N] [--no-split-debug]
-                             [--few-files]
+    python bench/ccs_pack.py [--size-mb 500] [--rounds 3] [--work DIR] [--levels N,M]
+                             [--no-split-debug] [--few-files]
+
+A ratio between two compressors is only fair at equal work: zstd level 1 against level 3 measures the
+level, not the code. So each comparison runs Conary and the baseline at the same level N, for every
+level of --levels (default: Conary's default level, then 3), and prints the output sizes side by side.
 
 Builds a tree of about --size-mb from the host's /usr/lib (real libraries, Python modules, ...),
 then alternates, round after round, conary and three forms of the baseline (zstd multi-threaded
 on all cores in each):
 
-- conary: build_package() of the tree, into a .ccs on disk, signed and fsync'd (debug info
-  splitting on unless --no-split-debug, which is the fairer match since tar strips nothing);
-- "same job": `tar -cf - TREE | zstd -3 -T0 -o OUT.tar.zst && sync OUT.tar.zst`, an archive on
+- conary: build_package() of the tree at level N, into a .ccs on disk, signed and fsync'd (debug
+  info splitting on unless --no-split-debug, which is the fairer match since tar strips nothing);
+- "same job": `tar -cf - TREE | zstd -N -T0 -o OUT.tar.zst && sync OUT.tar.zst`, an archive on
   the same disk, flushed to it as conary's is;
 - "file": the same without the flush;
-- "no output": `tar -cf - TREE | zstd -3 -T0 | cat > /dev/null` (cat: GNU tar skips reading when
+- "no output": `tar -cf - TREE | zstd -N -T0 | cat > /dev/null` (cat: GNU tar skips reading when
   its output is /dev/null), compression only.
 
 One warm-up round of each is discarded. Prints medians, a ratio against each baseline (baseline
 time / conary time: 1.0 or more means conary is as fast or faster), CPU seconds (this process and
-its children) and the load average (other work on the machine skews every figure). With
---few-files it then does the same with the tree's bytes concatenated into 64 files, which shows
-how much of the difference is a cost per file.
+its children), the sizes of the package and of the baseline archive, and the load average (other
+work on the machine skews every figure). With --few-files it then does the same with the tree's
+bytes concatenated into 64 files, which shows how much of the difference is a cost per file.
 
 Then packs version B of the tree (every 7th file of 64 KiB or more gets 100 bytes inserted in the
 middle, every 11th gets 4 KiB appended) and reports how many of B's chunks A already has.
@@ -125,55 +130,76 @@ def time_conary(tree: Path, out: Path, key, level: int, split_debug: bool) -> tu
     return time.perf_counter() - start, _cpu() - cpu
 
 
+# {level} is the zstd level, the same as conary's in each comparison.
 BASELINES = {
-    "same job": "tar -cf - -C {parent} {name} | zstd -3 -T0 -q -o {out} && sync {out}",
-    "file": "tar -cf - -C {parent} {name} | zstd -3 -T0 -q -o {out}",
-    "no output": "tar -cf - -C {parent} {name} | zstd -3 -T0 -q | cat > /dev/null",
+    "same job": "tar -cf - -C {parent} {name} | zstd -{level} -T0 -q -o {out} && sync {out}",
+    "file": "tar -cf - -C {parent} {name} | zstd -{level} -T0 -q -o {out}",
+    "no output": "tar -cf - -C {parent} {name} | zstd -{level} -T0 -q | cat > /dev/null",
 }
 
 
-def time_baseline(command: str, tree: Path, out: Path) -> tuple[float, float]:
+def time_baseline(command: str, tree: Path, out: Path, level: int) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, archive bytes or 0 when it writes none) of one baseline run."""
     out.unlink(missing_ok=True)
-    line = command.format(parent=shlex.quote(str(tree.parent)), name=shlex.quote(tree.name), out=out)
+    line = command.format(
+        parent=shlex.quote(str(tree.parent)), name=shlex.quote(tree.name), out=out, level=level
+    )
     cpu = _cpu()
     start = time.perf_counter()
     subprocess.run(line, shell=True, check=True)
     elapsed = time.perf_counter() - start
+    size = out.stat().st_size if out.exists() else 0
     out.unlink(missing_ok=True)
-    return elapsed, _cpu() - cpu
+    return elapsed, _cpu() - cpu, size
 
 
-def compare(tree: Path, work: Path, key, args: argparse.Namespace, total: int, label: str) -> Path:
-    """Alternate conary and the baselines on *tree*; print medians and ratios; return the package."""
+def compare(
+    tree: Path, work: Path, key, args: argparse.Namespace, total: int, label: str, level: int
+) -> Path:
+    """Alternate conary and the baselines on *tree*, both at zstd LEVEL; print medians, ratios and
+    output sizes; return the package."""
     mb = total / 1e6
-    out = work / f"out-{tree.name}"
+    out = work / f"out-{tree.name}-{level}"
     archive = work / "baseline.tar.zst"
-    time_conary(tree, out, key, args.level, args.split_debug)  # warm-up (page cache, imports)
+    print(f"\nzstd level {level}, conary and baseline alike ({label}):")
+    time_conary(tree, out, key, level, args.split_debug)  # warm-up (page cache, imports)
     for command in BASELINES.values():
-        time_baseline(command, tree, archive)
+        time_baseline(command, tree, archive, level)
     conary_runs: list[tuple[float, float]] = []
-    baseline_runs: dict[str, list[tuple[float, float]]] = {name: [] for name in BASELINES}
+    baseline_runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in BASELINES}
     for _ in range(args.rounds):
-        conary_runs.append(time_conary(tree, out, key, args.level, args.split_debug))
+        conary_runs.append(time_conary(tree, out, key, level, args.split_debug))
         for name, command in BASELINES.items():
-            baseline_runs[name].append(time_baseline(command, tree, archive))
+            baseline_runs[name].append(time_baseline(command, tree, archive, level))
     c = statistics.median(r[0] for r in conary_runs)
     c_cpu = statistics.median(r[1] for r in conary_runs)
     pkg = next(out.glob("*.ccs"))
     runs = [round(r[0], 2) for r in conary_runs]
-    print(f"conary ccs build     : {mb / c:5.0f} MB/s  median {c:.2f} s of {runs}, CPU {c_cpu:.2f} s")
+    print(f"conary ccs build -{level:<2} : {mb / c:5.0f} MB/s  median {c:.2f} s of {runs}, CPU {c_cpu:.2f} s")
     for name, results in baseline_runs.items():
         t = statistics.median(r[0] for r in results)
         t_cpu = statistics.median(r[1] for r in results)
         runs = [round(r[0], 2) for r in results]
         print(
-            f"tar|zstd, {name:<10} : {mb / t:5.0f} MB/s  median {t:.2f} s of {runs}, CPU {t_cpu:.2f} s"
-            f"  -> ratio {t / c:.2f}"
+            f"tar|zstd -{level:<2} {name:<9}: {mb / t:5.0f} MB/s  median {t:.2f} s of {runs}, "
+            f"CPU {t_cpu:.2f} s  -> ratio {t / c:.2f}"
         )
     size = pkg.stat().st_size
-    print(f"package size         : {size / 1e6:.0f} MB ({size / total:.1%} of {label})")
-    print(f"load average after   : {os.getloadavg()[0]:.2f}")
+    baseline_size = max(r[2] for r in baseline_runs["file"])
+    print(
+        f"output size -{level:<2}       : conary {size / 1e6:.1f} MB ({size / total:.1%} of {label}), "
+        f"tar|zstd {baseline_size / 1e6:.1f} MB ({baseline_size / total:.1%}); "
+        f"conary / tar|zstd {size / baseline_size:.2f}"
+    )
+    print(f"load average after    : {os.getloadavg()[0]:.2f}")
     return pkg
+
+
+def _levels(text: str) -> list[int]:
+    levels = [int(part) for part in text.split(",") if part.strip()]
+    if not levels or any(not 1 <= level <= 22 for level in levels):
+        raise argparse.ArgumentTypeError(f"{text!r}: give zstd levels 1-22, separated by commas")
+    return list(dict.fromkeys(levels))
 
 
 def make_few_files(tree: Path, dest: Path, count: int) -> None:
@@ -196,7 +222,13 @@ def main() -> int:
     ap.add_argument("--size-mb", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", type=Path, default=None)
-    ap.add_argument("--level", type=int, default=DEFAULT_COMPRESSION_LEVEL)
+    ap.add_argument(
+        "--levels",
+        type=_levels,
+        default=list(dict.fromkeys([DEFAULT_COMPRESSION_LEVEL, 3])),
+        metavar="N,M",
+        help=f"zstd levels to compare at, conary and baseline alike (default: {DEFAULT_COMPRESSION_LEVEL},3)",
+    )
     ap.add_argument("--no-split-debug", dest="split_debug", action="store_false")
     ap.add_argument(
         "--few-files",
@@ -213,19 +245,22 @@ def main() -> int:
         files = sum(1 for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
     mb = total / 1e6
     print(
-        f"tree: {mb:.0f} MB in {files} files ({tree}), {os.cpu_count()} cores, zstd level {args.level}, "
+        f"tree: {mb:.0f} MB in {files} files ({tree}), {os.cpu_count()} cores, zstd levels "
+        f"{', '.join(map(str, args.levels))} (conary's default: {DEFAULT_COMPRESSION_LEVEL}), "
         f"debug info split {'on' if args.split_debug else 'off'}"
     )
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     key = new_signing_key()
-    pkg = compare(tree, work, key, args, total, "the tree")
+    packages = [compare(tree, work, key, args, total, "the tree", level) for level in args.levels]
+    pkg = packages[0]
     if args.few_files:
         # The same bytes in 64 files: what is left of the difference is the cost per file.
         few = work / "tree-few"
         if not few.exists():
             make_few_files(tree, few, 64)
         print(f"\nthe same {mb:.0f} MB in 64 files ({few}):")
-        compare(few, work, key, args, total, "64 files")
+        for level in args.levels:
+            compare(few, work, key, args, total, "64 files", level)
 
     version_b = work / "tree-b"
     if not version_b.exists():
