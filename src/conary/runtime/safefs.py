@@ -111,7 +111,9 @@ class RootFS:
         self._children.setdefault(parent_of(directory), set()).add(directory)
         device = os.fstat(fd).st_dev
         if device not in self._filesystems:
-            self._filesystems[device] = os.dup(fd)
+            kept = os.dup(fd)
+            if self._filesystems.setdefault(device, kept) != kept:  # a staging thread was first
+                os.close(kept)
         return fd
 
     def forget_all(self) -> None:
