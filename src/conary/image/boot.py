@@ -18,6 +18,7 @@ QEMU exiting, or the timeout fails it with the log's tail.
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import signal
@@ -41,7 +42,10 @@ FAILURE_LINES = (
     "No bootable option or device was found",
     "Boot Failed.",
     "BdsDxe: failed to load Boot",
+    "Shell> ",  # the UEFI shell: the firmware found nothing it could boot
 )
+# Terminal control sequences the firmware draws its screens with; dropped from the tail shown.
+_ANSI = re.compile(r"\x1b\[[0-9;?=]*[A-Za-z]")
 QEMU_PACKAGES = {
     "qemu-system-x86_64": "qemu-system-x86",
     "qemu-system-aarch64": "qemu-system-arm",
@@ -156,7 +160,8 @@ def _kernel_from_disk(disk: Path, work: Path) -> tuple[Path, str]:
 
 
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
-    return "\n".join(text.replace("\r", "").splitlines()[-lines:])
+    clean = _ANSI.sub("", text).replace("\r", "")
+    return "\n".join([line for line in clean.splitlines() if line.strip()][-lines:])
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
