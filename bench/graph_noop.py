@@ -186,7 +186,7 @@ def bare_doit(edges: dict[str, tuple[str, ...]], dep_file: Path) -> float:
 def conary_noop(request: BuildRequest, snapshot: bool = True) -> float:
     if not snapshot:
         with CheckpointStore(Path(request.state)) as store, store.transaction() as db:
-            db.execute("DELETE FROM meta WHERE name = 'snapshot'")
+            db.execute("DELETE FROM meta WHERE name LIKE 'snapshot:%'")
     start = time.perf_counter()
     report = build(request)
     elapsed = time.perf_counter() - start

@@ -194,6 +194,31 @@ def test_cli_json_and_package_bytes_do_not_depend_on_jobs(
     assert repo_bytes(tmp_path / "repo") == repo_bytes(tmp0 / "repo")
 
 
+def test_seed_packages_form_the_base_layer_of_every_root(built: tuple[Path, Path], tmp_path: Path) -> None:
+    tmp0, _ = built
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    for package in (tmp0 / "repo").glob("base-*.ccs"):
+        shutil.copy(package, seed / package.name)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    write_graph_recipe(tree, "left", ("base",))  # base is not in the set: the seed provides it
+    req = request(tmp_path, tree, seed=(seed,))
+    report = build(req)
+    assert actions(report) == {"left": "built"}
+    session = Session(req)
+    try:
+        root = session.build_root("left")
+        assert len(root.layers) == 1  # no dependency layer: only the stage's base
+        assert [p.name for p in list_installed(root.layers[0])] == ["base"]
+        key = session.key("left")
+        assert key is not None and any(line.startswith("base:base:sha256:") for line in key.text.splitlines())
+    finally:
+        session.store.close()
+    # The seed package's digest is read from the store's cache now; the key is the same.
+    assert actions(build(req)) == {"left": "cached"}
+
+
 def test_a_library_used_but_not_declared_fails_to_build(built: tuple[Path, Path], tmp_path: Path) -> None:
     tmp0, _ = built
     shutil.copytree(tmp0, tmp_path, dirs_exist_ok=True)

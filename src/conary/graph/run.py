@@ -68,7 +68,7 @@ def build(request: BuildRequest, *, dry_run: bool = False) -> BuildReport:
             session = Session(request, store)
             report = _Run(session, dry_run).run()
             if report.ok and not any(node.volatile for node in session.graph.nodes.values()):
-                snapshot.save(store, print_, [(r.name, r.key) for r in report.results])
+                snapshot.save(store, request, print_, [(r.name, r.key) for r in report.results])
             return report
     finally:
         store.close()
@@ -77,7 +77,7 @@ def build(request: BuildRequest, *, dry_run: bool = False) -> BuildReport:
 def _unchanged(request: BuildRequest, store: CheckpointStore, print_: str) -> BuildReport | None:
     """The report of a no-op run, from the last complete run's snapshot; None when anything
     changed since (then the full path decides, package by package)."""
-    checkpoints = snapshot.cached_checkpoints(store, print_)
+    checkpoints = snapshot.cached_checkpoints(store, request, print_)
     if checkpoints is None:
         return None
     packages = os.fspath(packages_dir(Path(request.state)))

@@ -8,16 +8,16 @@ same keys from the same store, so nothing but the store and the repository is sh
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from conary.ccs import PublicKey, ensure_default_key, load_public_key, load_signing_key
 from conary.errors import InputError
 from conary.fsutil import fsync_dir
 from conary.graph.keys import Key, KeyContext, derivation_key, output_digest_of_manifest, read_manifest
-from conary.graph.loader import load_infos
+from conary.graph.loader import load_infos, signature
 from conary.graph.model import Graph, build_graph
 from conary.graph.plan import BuildRequest
 from conary.graph.roots import BuildRoot, RootPackage, assemble_root
@@ -87,10 +87,9 @@ class Session:
         self.request = request
         self.state = Path(request.state)
         self.store = store or CheckpointStore(self.state)
-        self.base_packages = [
-            RootPackage(p, output_digest_of_manifest(m), provides)
-            for p, m, provides in self._read(package_files((*request.seed, *request.base), "seed package"))
-        ]
+        self.base_packages = self._base_packages(
+            package_files((*request.seed, *request.base), "seed package")
+        )
         provides: set[str] = set()
         for pkg in self.base_packages:
             provides.update(pkg.provides)
@@ -111,12 +110,27 @@ class Session:
         self._state_packages = os.fspath(self.state / "packages")
         self._output = os.fspath(request.output)
 
-    @staticmethod
-    def _read(paths: list[Path]) -> Iterator[tuple[Path, object, tuple[str, ...]]]:
+    def _base_packages(self, paths: list[Path]) -> list[RootPackage]:
+        """The seed's and base's packages with their output digests and provides. A package is
+        opened and verified only when its file changed since the store last read it: a seed of
+        hundreds of packages costs a stat each on every run, not a verification each."""
+        cached = self.store.package_cache()
+        fresh: list[tuple[str, str, str, str]] = []
+        out: list[RootPackage] = []
         for path in paths:
-            manifest = read_manifest(path)
-            provides = (manifest.name, *(str(d).split(" ")[0] for d in manifest.provides))
-            yield path, manifest, provides
+            absolute, sig = os.path.abspath(path), signature(path)
+            entry = cached.get(absolute)
+            if entry is not None and entry[0] == sig:
+                digest, provides = entry[1], tuple(json.loads(entry[2]))
+            else:
+                manifest = read_manifest(path)
+                digest = output_digest_of_manifest(manifest)
+                provides = (manifest.name, *(f"{d.kind}({d.name})" for d in manifest.provides))
+                fresh.append((absolute, sig, digest, json.dumps(provides)))
+            out.append(RootPackage(path, digest, provides))
+        if fresh:
+            self.store.put_package_cache(fresh)
+        return out
 
     # ------------------------------------------------------------------ keys
 

@@ -48,10 +48,16 @@ def fingerprint(request: BuildRequest, packages: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def cached_checkpoints(store: CheckpointStore, print_: str) -> list[Checkpoint] | None:
+def slot(request: BuildRequest) -> str:
+    """Which snapshot a request reads and writes: one per stage and repository, so the stages of a
+    bootstrap that share one store keep one each."""
+    return hashlib.sha256(f"{request.stage}\n{os.path.abspath(request.output)}".encode()).hexdigest()[:16]
+
+
+def cached_checkpoints(store: CheckpointStore, request: BuildRequest, print_: str) -> list[Checkpoint] | None:
     """The checkpoints of the snapshot's packages, in graph order, when the fingerprint matches
     and every one of them still has its row; None otherwise."""
-    snap = store.snapshot()
+    snap = store.snapshot(slot(request))
     if snap is None or snap.get("fingerprint") != print_:
         return None
     keys = [key for _, key in snap["entries"]]
@@ -61,12 +67,14 @@ def cached_checkpoints(store: CheckpointStore, print_: str) -> list[Checkpoint] 
     return [found[key] for key in keys]
 
 
-def save(store: CheckpointStore, print_: str, entries: Sequence[tuple[str, str]]) -> None:
-    snap = store.snapshot()
+def save(
+    store: CheckpointStore, request: BuildRequest, print_: str, entries: Sequence[tuple[str, str]]
+) -> None:
+    snap = store.snapshot(slot(request))
     if (
         snap is not None
         and snap.get("fingerprint") == print_
         and [tuple(e) for e in snap["entries"]] == list(entries)
     ):
         return
-    store.set_snapshot({"fingerprint": print_, "entries": [list(e) for e in entries]})
+    store.set_snapshot(slot(request), {"fingerprint": print_, "entries": [list(e) for e in entries]})

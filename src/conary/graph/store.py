@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS recipe_cache (
     data TEXT NOT NULL,
     PRIMARY KEY (context, path)
 );
+CREATE TABLE IF NOT EXISTS package_cache (
+    path TEXT PRIMARY KEY,
+    signature TEXT NOT NULL,
+    output_digest TEXT NOT NULL,
+    provides TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS running (
     name TEXT PRIMARY KEY,
     key TEXT NOT NULL,
@@ -225,13 +231,25 @@ class CheckpointStore:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('request', ?)", (json.dumps(request),))
 
-    def snapshot(self) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT value FROM meta WHERE name = 'snapshot'").fetchone()
+    def snapshot(self, slot: str) -> dict[str, Any] | None:
+        """The last complete run's snapshot for SLOT (one per stage and repository)."""
+        row = self.db.execute("SELECT value FROM meta WHERE name = ?", (f"snapshot:{slot}",)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    def set_snapshot(self, snapshot: dict[str, Any]) -> None:
+    def set_snapshot(self, slot: str, snapshot: dict[str, Any]) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot', ?)", (json.dumps(snapshot),))
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"snapshot:{slot}", json.dumps(snapshot))
+            )
+
+    def package_cache(self) -> dict[str, tuple[str, str, str]]:
+        """path -> (stat signature, output digest, provides as JSON) of seed and base packages."""
+        rows = self.db.execute("SELECT path, signature, output_digest, provides FROM package_cache")
+        return {path: (sig, digest, provides) for path, sig, digest, provides in rows}
+
+    def put_package_cache(self, entries: list[tuple[str, str, str, str]]) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO package_cache VALUES (?, ?, ?, ?)", entries)
 
     def recipe_cache(self, context: str) -> dict[str, tuple[str, str]]:
         """path -> (stat signature, JSON) of the recipes read before for *context*."""
