@@ -262,3 +262,30 @@ def test_control_fields_are_read_from_each_compression(tmp_path: Path) -> None:
             "1:2.5~rc1-3+deb12u1",
             "amd64",
         )
+
+
+def _elf_for(machine: int) -> bytes:
+    """The host's /bin/true (x86-64, with an interpreter), relabelled as another machine's program."""
+    data = bytearray(Path("/bin/true").read_bytes())
+    data[18:20] = machine.to_bytes(2, "little")
+    return bytes(data)
+
+
+def test_a_cross_package_does_not_require_its_target_interpreter(tmp_path: Path, key: Path) -> None:
+    control = "Package: libc6-arm64-cross\nVersion: 2.36-8cross1\nArchitecture: all\nDescription: cross\n"
+    cross = tmp_path / "cross"
+    (cross / "usr/aarch64-linux-gnu/lib").mkdir(parents=True)
+    (cross / "usr/aarch64-linux-gnu/lib/libc.so.6").write_bytes(_elf_for(183))  # EM_AARCH64
+    native = tmp_path / "native"
+    (native / "usr/bin").mkdir(parents=True)
+    (native / "usr/bin/true").write_bytes(Path("/bin/true").read_bytes())
+    os.chmod(native / "usr/bin/true", 0o755)
+    with open_package(
+        import_deb(build_deb(cross, tmp_path / "c.deb", control), tmp_path / "o", key).path
+    ) as pkg:
+        assert not [d for d in pkg.manifest.requires if d.kind == "interpreter"]
+    plain = control.replace("libc6-arm64-cross", "native-tool")
+    with open_package(
+        import_deb(build_deb(native, tmp_path / "n.deb", plain), tmp_path / "o", key).path
+    ) as pkg:
+        assert [d.kind for d in pkg.manifest.requires if d.kind == "interpreter"] == ["interpreter"]

@@ -192,6 +192,7 @@ def build_package(
     progress: Progress | None = None,
     extra_provides: Iterable[Dependency] = (),
     extra_requires: Iterable[Dependency] = (),
+    drop_requires: Iterable[Dependency] = (),
 ) -> Path:
     """Pack *tree* into ``<output_dir>/<name>-<version>-<release>.<arch>.ccs`` (atomically) and return it.
 
@@ -202,6 +203,8 @@ def build_package(
     preserve_owner: record the tree's uid/gid instead of 0:0.
     extra_provides / extra_requires: stated dependencies added to the scanned ones (an imported
     package's own metadata, say); a requirement the package satisfies itself is still dropped.
+    drop_requires: scanned requirements to leave out, by kind and name (the caller knows they are
+    not for this system: the interpreter of a cross toolchain's target libraries, say).
     progress: called from this thread as (phase, bytes done, bytes in all), phase "survey" (reading
     and hashing), then "compress" (compressing and writing; its total is an upper bound).
     Compressed objects wait in spool files in a temporary directory beside the output.
@@ -230,7 +233,7 @@ def build_package(
     workers = workers or os.cpu_count() or 1
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    stated = (tuple(extra_provides), tuple(extra_requires))
+    stated = (tuple(extra_provides), tuple(extra_requires), tuple(drop_requires))
     items = scan_tree(tree, rules, preserve_owner=preserve_owner)
     try:
         return _pack(items, output_dir, meta, key, rules, scripts, provenance, source_date_epoch,
@@ -259,7 +262,7 @@ def _pack(
     compression_level: int,
     workers: int,
     progress: Progress | None,
-    stated: tuple[tuple[Dependency, ...], tuple[Dependency, ...]] = ((), ()),
+    stated: tuple[tuple[Dependency, ...], ...] = ((), (), ()),
 ) -> Path:
     regular = [i for i in items if i.type == "file"]
     with build_workdir(output_dir) as work:
@@ -327,7 +330,7 @@ def _manifest(
     scripts: Mapping[str, str],
     provenance: Mapping[str, Any] | None,
     epoch: int,
-    stated: tuple[tuple[Dependency, ...], tuple[Dependency, ...]] = ((), ()),
+    stated: tuple[tuple[Dependency, ...], ...] = ((), (), ()),
 ) -> tuple[Manifest, list[bytes]]:
     """The manifest, less its files, and the files' records in order: encode_manifest() takes them
     as they are. The workers encoded and hashed the regular files' records; only directories and
@@ -356,7 +359,7 @@ def _manifest(
     provides, requires = dependencies_from_facts(
         items, facts, name=meta.name, version=meta.version, release=meta.release
     )
-    if stated != ((), ()):
+    if any(stated):
         provides, requires = merge_dependencies(provides, requires, *stated)
     manifest = Manifest(
         format_version=FORMAT_VERSION,

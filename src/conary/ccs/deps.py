@@ -217,11 +217,15 @@ def merge_dependencies(
     requires: Iterable[Dependency],
     extra_provides: Iterable[Dependency],
     extra_requires: Iterable[Dependency],
+    drop_requires: Iterable[Dependency] = (),
 ) -> tuple[tuple[Dependency, ...], tuple[Dependency, ...]]:
-    """Scanned and stated dependencies together, sorted, without requirements the package provides."""
+    """Scanned and stated dependencies together, sorted, without requirements the package provides
+    and without the scanned requirements named in *drop_requires* (by kind and name)."""
     all_provides = set(provides) | set(extra_provides)
     provided = {d.key for d in all_provides}
-    kept = {d for d in (*requires, *extra_requires) if d.key not in provided}
+    dropped = {d.key for d in drop_requires}
+    kept = {d for d in requires if d.key not in provided and d.key not in dropped}
+    kept |= {d for d in extra_requires if d.key not in provided}
     return tuple(sorted(all_provides, key=_sort_key)), tuple(sorted(kept, key=_sort_key))
 
 

@@ -19,12 +19,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from conary.ccs import PackageMeta, build_package
+from conary.ccs import Dependency, PackageMeta, build_package
+from conary.ccs.elfinfo import ELF_MAGIC, parse_elf
 from conary.ccs.keys import SigningKey
 from conary.ccs.tarfmt import MAX_MTIME
 from conary.debian import relations
 from conary.debian.debfile import DebControl, DebFile
 from conary.debian.errors import DebFormatError
+from conary.fsutil import fsync_dir
 
 # Debian architecture -> Conary's name for it; "all" packages are noarch.
 DEBIAN_ARCHES = {
@@ -39,6 +41,10 @@ DEBIAN_ARCHES = {
     "all": "noarch",
 }
 _BLOCK = 1 << 20
+# Debian architecture -> the ELF ABI name of its programs (conary.ccs.elfinfo's names).
+_NATIVE_ABI = {"amd64": "x86-64", "arm64": "aarch64", "riscv64": "riscv64", "i386": "i386", "armhf": "arm"}
+# The machine the seeds run on: "all" packages hold programs for it, or data for another machine.
+BUILD_ABI = "x86-64"
 # A Debian package is what dpkg installs whole: headers of a -dev package are its point, so they are
 # not split into an optional devel component. Only documentation is optional (as dpkg's path-exclude
 # makes it in minimal Debian images); /etc is config.
@@ -121,27 +127,34 @@ def import_deb(
     meta = package_meta(control)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
+    native = _NATIVE_ABI.get(control.architecture, BUILD_ABI)
     with tempfile.TemporaryDirectory(prefix=".deb-import-", dir=output) as scratch:
         tree = Path(scratch) / "tree"
         tree.mkdir()
-        epoch, owned = extract_data(deb, tree)
+        extracted = extract_data(deb, tree, native_abi=native)
         requires, dropped = relations.requirements(control.get("Pre-Depends"), control.get("Depends"))
         provides = relations.provides(control.get("Provides"))
+        # Each package is written in its own directory, then renamed into place: conversions run in
+        # parallel into one output directory, and a build's scratch space is its own.
         path = build_package(
             tree,
             meta,
-            output_dir=output,
+            output_dir=Path(scratch) / "out",
             signing_key=signing_key,
             component_rules=DEB_COMPONENTS,
             provenance=_provenance(deb, control, dropped),
-            source_date_epoch=min(epoch, MAX_MTIME),
+            source_date_epoch=min(extracted.newest_mtime, MAX_MTIME),
             split_debug=False,
-            preserve_owner=owned,
+            preserve_owner=extracted.owners_kept,
             workers=workers,
             extra_provides=provides,
             extra_requires=requires,
+            drop_requires=[Dependency("interpreter", p) for p in extracted.foreign_interpreters],
         )
-    return ImportedPackage(path, meta.name, control.version, deb.path, tuple(sorted(control.scripts)))
+        final = output / path.name
+        os.rename(path, final)
+        fsync_dir(output)
+    return ImportedPackage(final, meta.name, control.version, deb.path, tuple(sorted(control.scripts)))
 
 
 def _provenance(deb: DebFile, control: DebControl, dropped: list[str]) -> dict[str, object]:
@@ -176,12 +189,23 @@ def _member_path(info: tarfile.TarInfo, where: str) -> str | None:
     return name
 
 
-def extract_data(deb: DebFile, tree: Path) -> tuple[int, bool]:
-    """Extract data.tar into *tree* as ``dpkg-deb -x`` would. Returns (the newest mtime, whether
-    the tree carries the tar headers' owners): owners are set only when running as root; without
-    root every entry must be root-owned, which then is what the package records."""
+@dataclass(frozen=True)
+class Extracted:
+    newest_mtime: int
+    # Owners are set only when running as root; without root every entry must be root-owned,
+    # which then is what the package records.
+    owners_kept: bool
+    # ELF interpreters of programs for another machine than the package's (a cross toolchain's
+    # target libraries): they run only under the target's emulator, never in this root.
+    foreign_interpreters: frozenset[str]
+
+
+def extract_data(deb: DebFile, tree: Path, *, native_abi: str = BUILD_ABI) -> Extracted:
+    """Extract data.tar into *tree* as ``dpkg-deb -x`` would."""
     as_root = os.geteuid() == 0
     newest = 0
+    foreign: set[str] = set()
+    native: set[str] = set()
     dirs: list[tuple[Path, int, int, int]] = []
     for info, tar in deb.data_members():
         rel = _member_path(info, deb.where)
@@ -206,10 +230,16 @@ def extract_data(deb: DebFile, tree: Path) -> tuple[int, bool]:
             target.unlink()
         if info.isreg():
             reader = tar.extractfile(info)
+            data = reader.read() if reader is not None else b""
+            if data[:4] == ELF_MAGIC:
+                elf = parse_elf(data)
+                if elf is not None and elf.interpreter:
+                    (native if elf.abi == native_abi else foreign).add(elf.interpreter)
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
-                while reader is not None and (block := reader.read(_BLOCK)):
-                    os.write(fd, block)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
                 if as_root:
                     os.fchown(fd, info.uid, info.gid)
                 # after chown, which clears setuid and setgid bits
@@ -241,7 +271,7 @@ def extract_data(deb: DebFile, tree: Path) -> tuple[int, bool]:
         if as_root:
             os.lchown(path, uid, gid)
         os.chmod(path, mode)
-    return newest, as_root
+    return Extracted(newest, as_root, frozenset(foreign - native))
 
 
 def _check_parent(tree: Path, target: Path, where: str) -> None:
