@@ -29,9 +29,13 @@ def build_workdir(output_dir: Path) -> Iterator[Path]:
     """A fresh scratch directory in *output_dir*, locked for as long as the block runs."""
     sweep_stale(output_dir)
     with tempfile.TemporaryDirectory(prefix=PREFIX, dir=output_dir) as work:
-        fd = os.open(Path(work) / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # The lock file appears under its name only once it is held: a sweep running beside us
+        # could otherwise take the free lock in the instant between its creation and our flock,
+        # judge the directory stale and remove it under us (parallel builds into one directory).
+        fd = os.open(Path(work) / f".{_LOCK}.new", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(Path(work) / f".{_LOCK}.new", Path(work) / _LOCK)
             yield Path(work)
         finally:
             os.close(fd)
