@@ -32,11 +32,20 @@ DEP_CFLAGS := $(shell pkg-config --cflags $(DEPS))
 DEP_LIBS := $(shell pkg-config --libs $(DEPS))
 endif
 LINK = {link}
+# NAME_CHAIN is this library's configured greeting followed by its dependencies' chains, so a
+# configure change in a library changes the code of everything built on it, however deep.
+CHAIN_DEPS = $(foreach d,$(DEPS), " " $(d)_CHAIN)
 
-all: lib$(NAME).so.1 $(NAME)-tool $(NAME).pc
+all: $(NAME).h lib$(NAME).so.1 $(NAME)-tool $(NAME).pc
+
+$(NAME).h: config.mk
+\tprintf '#ifndef $(NAME)_H\\n#define $(NAME)_H\\n' > $@
+\tfor d in $(DEPS); do printf '#include <%s.h>\\n' $$d >> $@; done
+\tprintf '#define $(NAME)_CHAIN "$(GREETING)"%s\\n' '$(CHAIN_DEPS)' >> $@
+\tprintf 'int $(NAME)_value(void);\\nconst char *$(NAME)_chain(void);\\n#endif\\n' >> $@
 
 lib$(NAME).so.1: lib.c $(NAME).h
-\t$(CC) -O2 -fPIC -shared -Wl,-soname,lib$(NAME).so.1 -DGREETING='"$(GREETING)"' $(DEP_CFLAGS) \\
+\t$(CC) -O2 -fPIC -shared -Wl,-soname,lib$(NAME).so.1 -I. $(DEP_CFLAGS) \\
 \t\t-o $@ lib.c $(DEP_LIBS) $(LINK)
 \tln -sf lib$(NAME).so.1 lib$(NAME).so
 
@@ -69,14 +78,14 @@ def _lib_c(name: str, deps: Sequence[str]) -> str:
     return (
         f'#include <stdio.h>\n{includes}#include "{name}.h"\n'
         f"int {name}_value(void) {{ return {len(name)}{calls}; }}\n"
-        f'const char *{name}_greeting(void) {{ return GREETING " from {name}"; }}\n'
+        f"const char *{name}_chain(void) {{ return {name}_CHAIN; }}\n"
     )
 
 
 def _main_c(name: str) -> str:
     return (
         f'#include <stdio.h>\n#include "{name}.h"\n'
-        f'int main(void) {{ printf("%s: %d\\n", {name}_greeting(), {name}_value()); return 0; }}\n'
+        f'int main(void) {{ printf("{name}: %s %d\\n", {name}_chain(), {name}_value()); return 0; }}\n'
     )
 
 
@@ -87,7 +96,6 @@ def make_project(directory: Path, name: str, deps: Sequence[str], link: str = ""
     (src / "configure").write_text(CONFIGURE)
     (src / "configure").chmod(0o755)
     (src / "Makefile").write_text(MAKEFILE.format(name=name, deps=" ".join(deps), link=link))
-    (src / f"{name}.h").write_text(f"int {name}_value(void);\nconst char *{name}_greeting(void);\n")
     (src / "lib.c").write_text(_lib_c(name, deps))
     (src / "main.c").write_text(_main_c(name))
     return make_tarball(src, directory / f"{name}-1.0.tar.gz", f"{name}-1.0")

@@ -128,17 +128,26 @@ def test_changes_rebuild_exactly_what_they_should(built: tuple[Path, Path], tmp_
     explained = why(request(tmp, tree), "left")
     assert explained.unchanged
 
-    # The configure line changes left's library: left rebuilds, and so does top, which links it.
-    # top's own output does not change (the greeting lives in libleft), so app stays cached.
+    # The configure line changes left's greeting, which is compiled into everything built on left:
+    # left and its dependents rebuild, nothing else.
     steps["configure"] = "./configure --prefix=/usr --greeting=hi"
     write_graph_recipe(tree, "left", TREE["left"], steps=steps)
     cooks = len(CheckpointStore(tmp / "state").cooks())
     report = build(request(tmp, tree, jobs=2))
-    assert actions(report) == {**dict.fromkeys(TREE, "cached"), "left": "built", "top": "cutoff"}
-    assert sorted(name for _, name, _ in CheckpointStore(tmp / "state").cooks()[cooks:]) == ["left", "top"]
+    assert actions(report) == {
+        **dict.fromkeys(TREE, "cached"),
+        "left": "built",
+        "top": "built",
+        "app": "built",
+    }
+    assert sorted(name for _, name, _ in CheckpointStore(tmp / "state").cooks()[cooks:]) == [
+        "app",
+        "left",
+        "top",
+    ]
     after = repo_bytes(tmp / "repo")
     changed = {name.split("-1.0")[0] for name in before if before[name] != after[name]}
-    assert changed == {"left", "top"}  # top's package carries its new key in its provenance
+    assert changed == {"left", "top", "app"}
 
 
 def test_why_names_the_changed_input(

@@ -85,6 +85,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--mirror", action="append", default=[], metavar="URL|DIR", help="a source mirror")
     p.add_argument("--offline", action="store_true", help="never use the network for sources")
     p.add_argument("--key", type=Path, metavar="FILE", help="signing key (default: the user's)")
+    p.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="KEY.pub",
+        help="a public key the --seed packages are signed with (repeatable; the signing key is trusted)",
+    )
     p.add_argument("--stage", default="final", help="the stage name that goes into every key")
     p.set_defaults(func=run)
 
@@ -109,6 +117,7 @@ def request_from(args: argparse.Namespace, recipes: list[str]) -> BuildRequest:
         mirrors=tuple(args.mirror),
         offline=args.offline,
         signing_key=args.key,
+        trusted_keys=tuple(args.trust),
     )
 
 
