@@ -26,6 +26,7 @@ SMALL = {"base": (), "left": ("base",), "right": ("base",), "top": ("left", "rig
 
 
 def conary_build(tmp: Path, tree: Path, repo: Path, state: Path) -> subprocess.Popen[bytes]:
+    """`conary build` in its own session, its stderr kept in tmp/last.err for the assertions."""
     argv = [
         sys.executable,
         "-m",
@@ -74,7 +75,7 @@ def test_killed_builds_resume_to_the_same_packages(tmp_path: Path) -> None:
     tree = write_tree(tmp_path / "tree", SMALL)
     started = time.monotonic()
     reference = conary_build(tmp_path, tree, tmp_path / "ref-repo", tmp_path / "ref-state")
-    assert reference.wait() == 0
+    assert reference.wait() == 0, (tmp_path / "last.err").read_text()[-2000:]
     full = time.monotonic() - started
     expected = repo_bytes(tmp_path / "ref-repo")
     assert len(expected) == len(SMALL)
@@ -96,7 +97,7 @@ def test_killed_builds_resume_to_the_same_packages(tmp_path: Path) -> None:
         else:
             # It finished before the kill: the packages must be the reference's. Start over, so
             # the kills keep landing in all phases of a build.
-            assert proc.returncode == 0
+            assert proc.returncode == 0, (tmp_path / "last.err").read_text()[-2000:]
             assert repo_bytes(repo) == expected
             completed += 1
             check_store(state)
@@ -106,6 +107,6 @@ def test_killed_builds_resume_to_the_same_packages(tmp_path: Path) -> None:
         check_store(state)
     print(f"{kills} kills at {outcomes} s; {completed} runs completed first; a full build: {full:.1f} s")
     final = conary_build(tmp_path, tree, repo, state)
-    assert final.wait() == 0
+    assert final.wait() == 0, (tmp_path / "last.err").read_text()[-2000:]
     assert repo_bytes(repo) == expected
     check_store(state)

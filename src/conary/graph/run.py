@@ -96,18 +96,24 @@ def _unchanged(request: BuildRequest, store: CheckpointStore, print_: str) -> Bu
 
 
 @contextlib.contextmanager
-def _state_lock(state: Path) -> Iterator[None]:
-    """One build at a time per state directory (the lock goes with the process, even killed)."""
+def _state_lock(state: Path, wait: float = 10.0) -> Iterator[None]:
+    """One build at a time per state directory. The lock goes with the process, even killed; the
+    wait covers a killed build's last sandbox processes, which hold it until they are gone."""
     fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConaryError(
-                "another build is using this state directory",
-                where=str(state),
-                hint="wait for it to finish, or give another --state",
-            ) from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ConaryError(
+                        "another build is using this state directory",
+                        where=str(state),
+                        hint="wait for it to finish, or give another --state",
+                    ) from None
+                time.sleep(0.1)
         yield
     finally:
         os.close(fd)
