@@ -12,6 +12,7 @@ import pytest
 from conary.cli.main import main
 from conary.graph import BuildRequest, CheckpointStore, Session, build, status, why
 from conary.runtime import list_installed
+from helpers_cook import TINY_STEPS, TINYPROJ
 from helpers_graph import STEPS, TREE, write_graph_recipe, write_tree
 
 pytestmark = pytest.mark.slow
@@ -226,6 +227,36 @@ def test_seed_packages_form_the_base_layer_of_every_root(built: tuple[Path, Path
         session.store.close()
     # The seed package's digest is read from the store's cache now; the key is the same.
     assert actions(build(req)) == {"left": "cached"}
+
+
+def test_a_local_source_tree_is_part_of_the_key(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    shutil.copytree(TINYPROJ, tree / "tinysrc")
+    lines = [
+        "[package]",
+        'name = "tinylocal"',
+        'version = "1.0"',
+        'summary = "s"',
+        'license = "MIT"',
+        "",
+        "[source]",
+        'path = "tinysrc"',
+        "",
+        "[build]",
+    ]
+    lines += [f"{step} = '{script}'" for step, script in TINY_STEPS.items()]
+    (tree / "tinylocal.recipe.toml").write_text("\n".join(lines) + "\n")
+    req = request(tmp_path, tree)
+    assert actions(build(req)) == {"tinylocal": "built"}
+    assert actions(build(req)) == {"tinylocal": "cached"}  # the no-op snapshot, inputs unchanged
+    assert actions(build(req)) == {"tinylocal": "cached"}
+    source = tree / "tinysrc" / "tiny.c"
+    source.write_text(source.read_text() + "/* a comment */\n")
+    cooks = len(CheckpointStore(tmp_path / "state").cooks())
+    assert actions(build(req))["tinylocal"] in ("built", "cutoff")
+    assert len(CheckpointStore(tmp_path / "state").cooks()) == cooks + 1
+    (tree / "tinysrc" / "NEWS").write_text("a new file\n")
+    assert actions(build(req))["tinylocal"] in ("built", "cutoff")
 
 
 def test_a_library_used_but_not_declared_fails_to_build(built: tuple[Path, Path], tmp_path: Path) -> None:

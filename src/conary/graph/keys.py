@@ -132,10 +132,18 @@ def recipe_key_lines(recipe: Recipe, recipe_dir: Path, context: KeyContext) -> t
     return (*recipe_lines(expanded_recipe(recipe, context)), *source_lines(recipe, recipe_dir))
 
 
-def has_local_inputs(recipe: Recipe) -> bool:
-    """Whether the recipe reads files beside it that its text does not pin by checksum (a local
-    source tree, a patch without a checksum): then its key lines depend on more than its text."""
-    return recipe.source.path is not None or any(p.checksum is None for p in recipe.patches)
+def local_inputs(recipe: Recipe, recipe_dir: Path) -> list[str]:
+    """The files beside the recipe that its key reads and its text does not pin by checksum: a
+    local source tree (its directories too, whose mtimes change when entries come and go) and
+    patches without a checksum. Absolute paths, sorted."""
+    found: list[str] = []
+    if recipe.source.path is not None:
+        top = os.path.abspath(recipe_dir / recipe.source.path)
+        found.append(top)
+        for dirpath, dirnames, filenames in os.walk(top):
+            found.extend(os.path.join(dirpath, name) for name in (*dirnames, *filenames))
+    found.extend(os.path.abspath(recipe_dir / p.file) for p in recipe.patches if p.checksum is None)
+    return sorted(found)
 
 
 @functools.cache

@@ -3,9 +3,8 @@
 A recipe file is read, validated and expanded only when it changed: the store keeps, per file, its
 stat signature (size, mtime, ctime, inode) and what the graph needs of it (name, version, release,
 requirements and its lines of the derivation key) for one target machine. A no-op run over
-thousands of recipes then stats the files instead of parsing them. A recipe whose key lines depend
-on files beside it that its text does not pin (a local source tree, a patch without a checksum) is
-read every time.
+thousands of recipes then stats the files instead of parsing them. The local files a recipe's key
+reads (a local source tree, a patch without a checksum) are part of its signature.
 """
 
 from __future__ import annotations
@@ -16,16 +15,17 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from conary import __version__
 from conary.graph.errors import GraphError
-from conary.graph.keys import KEY_FORMAT, KeyContext, has_local_inputs, machine_lines, recipe_key_lines
+from conary.graph.keys import KEY_FORMAT, KeyContext, local_inputs, machine_lines, recipe_key_lines
 from conary.graph.store import CheckpointStore
 from conary.recipe import RecipeError
 from conary.recipe.loader import check_path
 
 # Bumped when what a cache entry holds, or how it is computed, changes.
-CACHE_FORMAT = "recipe-info 1"
+CACHE_FORMAT = "recipe-info 2"
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,6 @@ class RecipeInfo:
     requires: tuple[str, ...]
     makedepends: tuple[str, ...]
     lines: tuple[str, ...]  # the recipe's own lines of its derivation key
-    volatile: bool = False  # its key lines read files beside it (never cached)
 
 
 def cache_context(context: KeyContext) -> str:
@@ -50,6 +49,34 @@ def signature(path: str | os.PathLike[str]) -> str:
     """What says a file is unchanged without reading it: size, mtime, ctime and inode."""
     st = os.stat(path)
     return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+
+
+def full_signature(path: str, inputs: Iterable[str]) -> str:
+    """A recipe file's signature and those of the local files its key reads (lstat: a link is
+    itself an input; a missing file says so)."""
+    parts = [signature(path)]
+    for item in inputs:
+        try:
+            st = os.lstat(item)
+            parts.append(f"{item}={st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}")
+        except FileNotFoundError:
+            parts.append(f"{item}=missing")
+    return "|".join(parts)
+
+
+def current_signatures(
+    paths: Iterable[str | Path], context: KeyContext, store: CheckpointStore
+) -> list[tuple[str, str]]:
+    """(path, signature) of every recipe file under PATHS as things stand, with the local inputs
+    the store's cache lists for it (a file the cache does not know gets its own signature only)."""
+    cached = store.recipe_cache(cache_context(context))
+    out: list[tuple[str, str]] = []
+    for found, _ in recipe_files(paths):
+        absolute = os.path.abspath(found)
+        entry = cached.get(absolute)
+        inputs = json.loads(entry[1]).get("inputs", ()) if entry is not None else ()
+        out.append((absolute, full_signature(found, inputs)))
+    return out
 
 
 def load_infos(paths: Iterable[str | Path], context: KeyContext, store: CheckpointStore) -> list[RecipeInfo]:
@@ -70,12 +97,18 @@ def load_infos(paths: Iterable[str | Path], context: KeyContext, store: Checkpoi
                 f"cannot read recipe: {err.strerror}", where=found, hint="check the path"
             ) from None
         entry = cached.get(os.path.abspath(found))
-        if entry is not None and entry[0] == sig:
-            data = json.loads(entry[1])
-        else:
+        data: dict[str, Any] | None = None
+        if entry is not None:
+            candidate = json.loads(entry[1])
+            if entry[0] == full_signature(found, candidate.get("inputs", ())):
+                data = candidate
+        if data is None:
             data = _read(path, explicit, context)
-            if not data.get("volatile"):
-                fresh.append((os.path.abspath(found), sig, json.dumps(data)))
+            after = full_signature(found, data.get("inputs", ()))
+            # Cached only when nothing changed while it was read: the signature before (of the
+            # recipe file) and after (with its inputs) describe the same files.
+            if after.split("|", 1)[0] == sig:
+                fresh.append((os.path.abspath(found), after, json.dumps(data)))
         if data.get("name") is None:
             continue  # not a recipe (versions.toml and the like)
         info = RecipeInfo(
@@ -86,7 +119,6 @@ def load_infos(paths: Iterable[str | Path], context: KeyContext, store: Checkpoi
             requires=tuple(data["requires"]),
             makedepends=tuple(data["makedepends"]),
             lines=tuple(data["lines"]),
-            volatile=bool(data.get("volatile")),
         )
         if info.name in seen:
             raise GraphError(
@@ -143,5 +175,5 @@ def _read(path: Path, explicit: bool, context: KeyContext) -> dict[str, object]:
         "requires": list(recipe.build.requires),
         "makedepends": list(recipe.build.makedepends),
         "lines": list(recipe_key_lines(recipe, path.resolve().parent, context)),
-        "volatile": has_local_inputs(recipe),
+        "inputs": local_inputs(recipe, path.resolve().parent),
     }

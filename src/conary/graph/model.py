@@ -29,7 +29,6 @@ class Node:
     deps: tuple[str, ...]  # sorted node names (requires and makedepends that the set builds)
     runtime_deps: tuple[str, ...]  # sorted node names from build.requires alone (run-time closure)
     seed_deps: tuple[str, ...]  # sorted requirements that the seed provides
-    volatile: bool = False  # its key reads files beside the recipe (see RecipeInfo)
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,6 @@ def build_graph(
             deps=tuple(sorted(deps)),
             runtime_deps=tuple(sorted(runtime)),
             seed_deps=tuple(sorted(seeded)),
-            volatile=info.volatile,
         )
     check_acyclic(nodes)
     return Graph(nodes=nodes, order=critical_path_order(nodes, weights or {}))

@@ -31,7 +31,8 @@ from conary.errors import ConaryError
 from conary.fsutil import fsync_dir
 from conary.graph import snapshot
 from conary.graph.executor import CookJob, Executor, LocalExecutor
-from conary.graph.keys import output_digest
+from conary.graph.keys import KeyContext, output_digest
+from conary.graph.loader import current_signatures
 from conary.graph.plan import (
     BLOCKED,
     BUILT,
@@ -61,13 +62,14 @@ def build(request: BuildRequest, *, dry_run: bool = False) -> BuildReport:
             return _Run(Session(request, store), dry_run).run()
         with _state_lock(Path(request.state)):
             packages = [os.fspath(p) for p in package_files((*request.seed, *request.base), "seed package")]
-            print_ = snapshot.fingerprint(request, packages)
+            recipes = current_signatures(request.recipes, KeyContext(target=request.target), store)
+            print_ = snapshot.fingerprint(request, packages, recipes)
             fast = _unchanged(request, store, print_)
             if fast is not None:
                 return fast
             session = Session(request, store)
             report = _Run(session, dry_run).run()
-            if report.ok and not any(node.volatile for node in session.graph.nodes.values()):
+            if report.ok:
                 snapshot.save(store, request, print_, [(r.name, r.key) for r in report.results])
             return report
     finally:

@@ -2,11 +2,12 @@
 
 After a run that left every package with a checkpoint, the store keeps a snapshot: a fingerprint of
 everything the keys were computed from (the request's stage, target, toolchain, seed and break
-edges; the stat signature of every recipe file and seed package; this Conary's key and cache
+edges; the stat signature of every recipe file, of the local files its key reads, and of every
+seed package; this Conary's key and cache
 formats) and each package's key, in graph order. A run whose fingerprint matches needs no recipe,
 graph or key work: it checks that each key's checkpoint and package are still in place, and
-reports them cached. Anything else (a changed recipe, a missing package) takes the full path.
-Recipes whose keys read files beside them (RecipeInfo.volatile) never get a snapshot.
+reports them cached. Anything else (a changed recipe or local input, a missing package) takes the
+full path.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from collections.abc import Sequence
 
 from conary import __version__
 from conary.graph.keys import KEY_FORMAT
-from conary.graph.loader import CACHE_FORMAT, recipe_files, signature
+from conary.graph.loader import CACHE_FORMAT, signature
 from conary.graph.plan import BuildRequest
 from conary.graph.store import Checkpoint, CheckpointStore
 
 SNAPSHOT_FORMAT = "graph-snapshot 1"
 
 
-def fingerprint(request: BuildRequest, packages: Sequence[str]) -> str:
-    """The fingerprint of REQUEST's inputs; PACKAGES are its seed and base .ccs files."""
+def fingerprint(request: BuildRequest, packages: Sequence[str], recipes: Sequence[tuple[str, str]]) -> str:
+    """The fingerprint of REQUEST's inputs; PACKAGES are its seed and base .ccs files, RECIPES the
+    (path, signature) of its recipe files (loader.current_signatures)."""
     fields = {
         "recipes": [os.path.abspath(p) for p in request.recipes],
         "stage": request.stage,
@@ -41,8 +43,8 @@ def fingerprint(request: BuildRequest, packages: Sequence[str]) -> str:
     h = hashlib.sha256()
     for line in (SNAPSHOT_FORMAT, CACHE_FORMAT, KEY_FORMAT, __version__, json.dumps(fields, sort_keys=True)):
         h.update(line.encode() + b"\n")
-    for path, _ in recipe_files(request.recipes):
-        h.update(f"recipe {os.path.abspath(path)} {signature(path)}\n".encode())
+    for path, sig in recipes:
+        h.update(f"recipe {path} {sig}\n".encode())
     for path in packages:
         h.update(f"package {os.path.abspath(path)} {signature(path)}\n".encode())
     return h.hexdigest()

@@ -124,6 +124,12 @@ class CheckpointStore:
             ) from None
 
     def _init_schema(self) -> None:
+        # user_version holds the format once the schema is in place: an open of a ready store is
+        # one read, not a schema script and a write transaction (a no-op run opens it once).
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version == STORE_FORMAT:
+            return
+        self._check_format(version)
         self.db.executescript(_SCHEMA)  # idempotent; executescript commits on its own
         with self.transaction():
             row = self.db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
@@ -135,6 +141,15 @@ class CheckpointStore:
                     where=str(self.path),
                     hint="use a newer Conary, or another --state directory",
                 )
+            self.db.execute(f"PRAGMA user_version = {STORE_FORMAT}")
+
+    def _check_format(self, version: int) -> None:
+        if version > STORE_FORMAT:
+            raise StoreError(
+                f"checkpoint store has format {version}; this Conary reads format {STORE_FORMAT}",
+                where=str(self.path),
+                hint="use a newer Conary, or another --state directory",
+            )
 
     def close(self) -> None:
         self.db.close()
