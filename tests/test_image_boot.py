@@ -75,6 +75,16 @@ def test_x86_64_boots_through_ovmf_and_systemd_boot(minimal_disk, cli, tmp_path:
     assert sorted(p.name for p in inspect_image(disk).packages) == ["busybox", "linux", "minimal-init"]
 
 
+def test_aarch64_boots_through_aavmf(minimal_disk, cli, tmp_path: Path) -> None:
+    disk = minimal_disk("aarch64")
+    log = tmp_path / "boot.log"
+    result = _boot(cli, disk, "aarch64", log)
+    assert result.code == 0, result.err
+    assert result.out.strip() == "conary: booted aarch64"
+    console = log.read_text(errors="replace")
+    assert "Linux version 6.12.38" in console and "EFI stub" in console
+
+
 def _fails_with_one_line_and_the_tail(result, log: Path) -> None:
     assert result.code == 1
     lines = result.err.strip().splitlines()

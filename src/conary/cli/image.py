@@ -78,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=BOOT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    t.add_argument("disk", type=Path, metavar="DISK")
+    t.add_argument("disk", type=Path, metavar="DISK", help="the disk, raw or qcow2")
     t.add_argument("--arch", default=None, help="the disk's architecture (default: this machine's)")
     t.add_argument("--expect", required=True, metavar="TEXT", help="the console text that means success")
     t.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds to wait (default 300)")
@@ -92,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Partitions and sizes, the Boot Loader Specification entry, and the packages the "
         "image's own Conary database lists. Reads the disk without mounting it.",
     )
-    i.add_argument("disk", type=Path, metavar="DISK")
+    i.add_argument("disk", type=Path, metavar="DISK", help="the disk, raw or qcow2")
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=_inspect)
 
