@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyseccomp
+
 SRC = Path(__file__).resolve().parent.parent / "src" / "conary"
 NOBODY = 65534
 SETPRIV = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
@@ -52,6 +54,7 @@ def nobody_workspace() -> Iterator[Path]:
         shutil.copytree(SRC / "sandbox", lib / "sandbox", ignore=shutil.ignore_patterns("__pycache__"))
         for name in ("__init__.py", "errors.py", "fsutil.py"):
             shutil.copy(SRC / name, lib / name)
+        shutil.copy(pyseccomp.__file__, root / "lib" / "pyseccomp.py")  # the sandbox's one dependency
         for name in ("build", "destdir"):
             (root / name).mkdir()
             os.chown(root / name, NOBODY, NOBODY)
@@ -89,7 +92,7 @@ def python_for_nobody() -> str:
     raise AssertionError("no Python >= 3.11 that the nobody user can execute (install python3)")
 
 
-def run_as_nobody(
+def nobody_command(
     workspace: Path,
     argv: Sequence[str],
     *,
@@ -99,7 +102,8 @@ def run_as_nobody(
     as_nobody: bool = True,
     userns: bool = False,
     extra_env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run *argv* in the workspace's build sandbox as nobody."""
     request = {
         "build": str(workspace / "build"),
         "destdir": str(workspace / "destdir"),
@@ -110,16 +114,16 @@ def run_as_nobody(
     }
     process_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(workspace / "lib")}
     process_env.update(extra_env or {})
-    return subprocess.run(
-        [
-            *prefix,
-            *(SETPRIV if as_nobody else ()),
-            python_for_nobody(),
-            str(workspace / "run.py"),
-            json.dumps(request),
-        ],
-        capture_output=True,
-        text=True,
-        env=process_env,
-        timeout=120,
-    )
+    command = [
+        *prefix,
+        *(SETPRIV if as_nobody else ()),
+        python_for_nobody(),
+        str(workspace / "run.py"),
+        json.dumps(request),
+    ]
+    return command, process_env
+
+
+def run_as_nobody(workspace: Path, argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    command, env = nobody_command(workspace, argv, **kwargs)  # type: ignore[arg-type]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)

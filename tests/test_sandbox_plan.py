@@ -113,6 +113,8 @@ def test_describe_is_the_plan_in_execution_order(tmp_path: Path) -> None:
         "cwd: /build",
         "env: LC_ALL=C",
         "env: PATH=/usr/bin",
+        "privileges: capabilities CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_FSETID CAP_KILL CAP_SETGID "
+        "CAP_SETUID CAP_NET_BIND_SERVICE CAP_SETFCAP only; no_new_privs; seccomp filter",
         "run: the command as the child of an init (PID 1) that reaps and forwards its exit code",
     ]
 

@@ -90,7 +90,8 @@ def _mountpoint(path: str, directory: bool) -> None:
 
 @dataclass(frozen=True)
 class Bind:
-    """Bind *source* (a host path) at *dest*, recursively; read-only unless readonly=False."""
+    """Bind *source* (a host path) at *dest*, recursively; read-only unless readonly=False. Every mount
+    it brings along is nosuid and nodev: nothing setuid and no device node is usable through it."""
 
     source: str
     dest: str
@@ -111,9 +112,9 @@ class Bind:
             raise OSError(
                 err.errno, f"bind mount of {self.source}: {os.strerror(err.errno)}", target
             ) from None
-        if self.readonly:
-            for point in sc.mounts_at_or_below(target):
-                sc.remount_readonly(point)
+        flags = sc.MS_NOSUID | sc.MS_NODEV | (sc.MS_RDONLY if self.readonly else 0)
+        for point in sc.mounts_at_or_below(target):
+            sc.remount_bind(point, flags)
 
     def describe(self) -> str:
         return f"bind {'ro' if self.readonly else 'rw'} {self.source} -> {self.dest}"

@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from typing import IO
 
 from conary.errors import ConaryError
+from conary.sandbox import privileges, seccomp
 from conary.sandbox import syscalls as sc
 from conary.sandbox.errors import SandboxError, SandboxTimeout
-from conary.sandbox.ops import INIT_PID_NAMESPACE_INODE, Context, Dev, Operation, sources
-from conary.sandbox.spec import SandboxSpec
+from conary.sandbox.ops import INIT_PID_NAMESPACE_INODE, Bind, Context, Dev, Operation, sources
+from conary.sandbox.spec import MAPPED_ID_BASE, MAPPED_ID_COUNT, SandboxSpec
 from conary.sandbox.support import check_support
 
 Stream = int | IO[bytes] | IO[str] | None
@@ -40,21 +41,6 @@ _INIT_NAME = b"conary-sandbox-init"
 _EXEC_FAILED = 127
 # Forwarded by the init to the command; everything else an init would ignore.
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-# Capabilities no build step needs; dropped from the bounding set so that even root inside the
-# sandbox cannot undo its mounts, load modules, reboot, reconfigure the network, or make a device
-# node (device numbers are not namespaced: a node for the host's disk would bypass every mount).
-_DROPPED_CAPS = (
-    27,  # CAP_MKNOD
-    16,  # CAP_SYS_MODULE
-    17,  # CAP_SYS_RAWIO
-    21,  # CAP_SYS_ADMIN
-    22,  # CAP_SYS_BOOT
-    25,  # CAP_SYS_TIME
-    12,  # CAP_NET_ADMIN
-    32,  # CAP_MAC_OVERRIDE
-    33,  # CAP_MAC_ADMIN
-    34,  # CAP_SYSLOG
-)
 
 
 def run(
@@ -78,12 +64,18 @@ def run(
     operations = spec.plan
     # Decided once, here: inside the children the same questions would get different answers.
     flags = spec.clone_flags
-    if flags & sc.CLONE_NEWUSER:
+    mapped = spec.maps_root
+    if flags & sc.CLONE_NEWUSER or mapped:
         check_support(privileged=sc.has_cap_sys_admin())
     _check_sources(spec, operations)
+    if mapped:
+        for op in operations:
+            if isinstance(op, Bind) and not op.readonly:
+                hand_over(op.source)
     streams = [_fileno(s) for s in (stdin, stdout, stderr)]
     nested = os.stat("/proc/self/ns/pid").st_ino != INIT_PID_NAMESPACE_INODE
     uid, gid = os.geteuid(), os.getegid()
+    caller = os.getpid()
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
         pid = os.fork()
@@ -94,7 +86,7 @@ def run(
     if pid == 0:
         try:
             os.close(read_end)
-            _outer(spec, flags, nested, operations, command, streams, write_end, uid, gid)
+            _outer(spec, flags, mapped, nested, operations, command, streams, write_end, uid, gid, caller)
         except BaseException as exc:
             _report(write_end, exc)
         os._exit(_SETUP_FAILED)
@@ -110,6 +102,25 @@ def run(
     if message:
         raise SandboxError(**json.loads(message))
     return _exit_code(status)
+
+
+def hand_over(path: str) -> None:
+    """Give a read-write bind's tree to the sandbox's mapped root (host uid MAPPED_ID_BASE), so uid 0
+    inside owns it as a build expects. Host root has no power in the command's user namespace.
+
+    Done once: a tree whose top already belongs to the mapped root is taken as handed over."""
+    top = os.lstat(path)
+    if top.st_uid == MAPPED_ID_BASE and top.st_gid == MAPPED_ID_BASE:
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        for parent, dirs, files in os.walk(path, onerror=_raise_walk_error):
+            for name in (*dirs, *files):
+                os.lchown(os.path.join(parent, name), MAPPED_ID_BASE, MAPPED_ID_BASE)
+    os.lchown(path, MAPPED_ID_BASE, MAPPED_ID_BASE)
+
+
+def _raise_walk_error(err: OSError) -> None:
+    raise SandboxError(f"cannot hand the tree over to the sandbox: {err.strerror}", where=err.filename)
 
 
 def _read_message(fd: int) -> bytes:
@@ -189,6 +200,7 @@ def _close_all_but(keep: int) -> None:
 def _outer(
     spec: SandboxSpec,
     flags: int,
+    mapped: bool,
     nested: bool,
     operations: Sequence[Operation],
     command: list[str],
@@ -196,7 +208,13 @@ def _outer(
     errfd: int,
     uid: int,
     gid: int,
+    caller: int,
 ) -> None:
+    # Dies with the caller, even by SIGKILL; the init below dies with this process, and every process
+    # of the sandbox with the init (it is PID 1 of their namespace).
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != caller:  # the caller died before the death signal was armed
+        os._exit(_SETUP_FAILED)
     # A terminal's Ctrl-C should kill the sandbox, not raise KeyboardInterrupt in a copy of the caller.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -222,7 +240,7 @@ def _outer(
     pid = os.fork()
     if pid == 0:
         try:
-            _init(spec, flags, nested, operations, command, errfd, parent)
+            _init(spec, flags, mapped, nested, operations, command, errfd, parent)
         except BaseException as exc:
             _report(errfd, exc)
         os._exit(_SETUP_FAILED)
@@ -235,8 +253,9 @@ def _unshare_error(err: OSError, flags: int) -> SandboxError:
     what = f"cannot create namespaces: {err.strerror}"
     if flags & sc.CLONE_NEWUSER:
         hint = (
-            "user namespaces look allowed by sysctl, so a seccomp filter or container runtime probably "
-            "blocks unshare(CLONE_NEWUSER); run as root or in a container that permits it"
+            "user namespaces look allowed by sysctl, so a seccomp filter probably blocks "
+            "unshare(CLONE_NEWUSER): a conary sandbox refuses sandboxes inside it, a container runtime "
+            "may too; run it outside, or in a container that permits it"
         )
         if err.errno == errno.ENOSPC:
             hint = (
@@ -275,6 +294,7 @@ def _write_id_maps(spec: SandboxSpec, uid: int, gid: int) -> None:
 def _init(
     spec: SandboxSpec,
     flags: int,
+    mapped: bool,
     nested: bool,
     operations: Sequence[Operation],
     command: list[str],
@@ -289,13 +309,29 @@ def _init(
     # A new session detaches from the caller's terminal (no TIOCSTI into the host's input).
     os.setsid()
     _build_root(spec, flags, nested, operations)
+    # The command's user namespace gets its id maps from here: a process inside a new user namespace
+    # may not map a range of ids, only a privileged one outside it may (as newuidmap does).
+    unshared_r, unshared_w = os.pipe2(os.O_CLOEXEC) if mapped else (-1, -1)
+    mapped_r, mapped_w = os.pipe2(os.O_CLOEXEC) if mapped else (-1, -1)
     child = os.fork()
     if child == 0:
         try:
-            _exec(spec, bool(flags & sc.CLONE_NEWUSER), command, errfd)
+            if mapped:
+                os.close(unshared_r)
+                os.close(mapped_w)
+                _enter_mapped_user_namespace(unshared_w, mapped_r)
+            _exec(spec, bool(flags & sc.CLONE_NEWUSER), mapped, command, errfd)
         except BaseException as exc:
             _report(errfd, exc)
         os._exit(_EXEC_FAILED)
+    if mapped:
+        os.close(unshared_w)
+        os.close(mapped_r)
+        if os.read(unshared_r, 1) == b"u":
+            _write_range_maps(child)
+            os.write(mapped_w, b"m")
+        os.close(unshared_r)
+        os.close(mapped_w)
     os.close(errfd)
     for sig in _FORWARDED:
         signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
@@ -303,6 +339,42 @@ def _init(
         pid, status = os.waitpid(-1, 0)
         if pid == child:
             os._exit(_exit_code(status))
+
+
+def _write_range_maps(pid: int) -> None:
+    for name in ("uid_map", "gid_map"):
+        path = f"/proc/{pid}/{name}"
+        text = f"0 {MAPPED_ID_BASE} {MAPPED_ID_COUNT}\n"
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, text.encode())
+        except OSError as err:
+            raise OSError(err.errno, f"write {text.strip()!r}: {err.strerror}", path) from None
+        finally:
+            os.close(fd)
+
+
+def _enter_mapped_user_namespace(unshared: int, mapped: int) -> None:
+    """Move this process into a new user namespace whose root is MAPPED_ID_BASE on the host. The
+    mount, PID, UTS, IPC and network namespaces stay owned by the host's: nothing in here may change
+    them, whatever its capabilities."""
+    try:
+        sc.unshare(sc.CLONE_NEWUSER)
+    except OSError as err:
+        raise SandboxError(
+            f"cannot give the build's root a user namespace: {err.strerror}",
+            where="unshare(CLONE_NEWUSER)",
+            hint="the sandbox never runs a build as host root; allow user namespaces "
+            "(sysctl -w user.max_user_namespaces=15000)",
+        ) from None
+    os.write(unshared, b"u")
+    os.close(unshared)
+    if os.read(mapped, 1) != b"m":
+        os._exit(_SETUP_FAILED)  # the init could not write the maps and has reported why
+    os.close(mapped)
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
 
 
 def _scrub_inherited_environment() -> None:
@@ -381,25 +453,30 @@ def _pivot(newroot: str) -> None:
 # --- the command -------------------------------------------------------------------------------------
 
 
-def _exec(spec: SandboxSpec, userns: bool, command: list[str], errfd: int) -> None:
+def _exec(spec: SandboxSpec, userns: bool, mapped: bool, command: list[str], errfd: int) -> None:
     # Python ignores these for itself; exec keeps ignored signals ignored, which breaks `yes | head`.
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, *_FORWARDED):
         signal.signal(sig, signal.SIG_DFL)
-    for cap in _DROPPED_CAPS:
-        try:
-            sc.prctl(sc.PR_CAPBSET_DROP, cap)
-        except OSError:
-            pass
-    if not userns and (spec.uid or spec.gid):
+    try:
+        privileges.drop_capabilities()
+    except OSError as err:
+        raise SandboxError(f"cannot drop capabilities: {err.strerror}", where="sandbox") from None
+    if (mapped or not userns) and (spec.uid or spec.gid):
         os.setgroups([])
-        os.setgid(spec.gid)
-        os.setuid(spec.uid)
+        os.setresgid(spec.gid, spec.gid, spec.gid)
+        os.setresuid(spec.uid, spec.uid, spec.uid)
     os.umask(0o022)
     try:
         os.chdir(spec.cwd)
     except OSError as err:
         raise SandboxError(f"cannot enter the working directory: {err.strerror}", where=spec.cwd) from None
     _close_all_but(errfd)
+    try:
+        privileges.no_new_privileges()
+        privileges.apply_limits(spec.limits)
+        seccomp.install()
+    except OSError as err:
+        raise SandboxError(f"cannot restrict the command: {err.strerror or err}", where="sandbox") from None
     try:
         os.execvpe(command[0], command, dict(spec.env))
     except OSError as err:

@@ -10,8 +10,16 @@ from dataclasses import dataclass, field
 from conary.sandbox import syscalls as sc
 from conary.sandbox.errors import SandboxError
 from conary.sandbox.ops import Operation, plan
+from conary.sandbox.privileges import KEPT_CAPABILITIES, Limits
 
 DEFAULT_HOSTNAME = "conary-sandbox"
+# When root starts a sandbox, the command runs in a user namespace of its own whose ids 0-65535 are
+# these host ids: uid 0 inside is host uid 1600000000, which owns nothing on the host. The range lies
+# in the one systemd documents for container ids (524288-1879048191), apart from the ranges that
+# systemd-nspawn (0x80000 upwards in steps of 0x10000 from the top of /etc/subuid) and Docker's
+# userns-remap (/etc/subuid) usually pick.
+MAPPED_ID_BASE = 1_600_000_000
+MAPPED_ID_COUNT = 65536
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -27,6 +35,11 @@ class SandboxSpec:
     - env: the whole environment of the command (the caller's is never inherited).
     - chroot_root: run inside this existing root (bound read-write as /) instead of a fresh tmpfs
       root; the tmpfs root, by contrast, is made read-only after the operations have run.
+    - host_root: when the caller is root and the sandbox is set up without a user namespace, whether
+      the command keeps host uid 0 (True) or runs in a user namespace of its own with ids 0-65535
+      mapped to MAPPED_ID_BASE... (False). None: host root only with a chroot_root (scriptlets write a
+      real root as its owner). Either way it gets only the kept capabilities, no_new_privs and seccomp.
+    - limits: memory and process limits of the command (rlimits).
     """
 
     operations: tuple[Operation, ...]
@@ -38,6 +51,8 @@ class SandboxSpec:
     cwd: str = "/"
     env: Mapping[str, str] = field(default_factory=dict)
     chroot_root: str | None = None
+    host_root: bool | None = None
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "operations", tuple(self.operations))
@@ -59,6 +74,13 @@ class SandboxSpec:
         return self.user_namespace
 
     @property
+    def maps_root(self) -> bool:
+        """The command runs in a user namespace of its own, its ids mapped to MAPPED_ID_BASE onwards."""
+        if self.uses_user_namespace:
+            return False
+        return not (self.chroot_root is not None if self.host_root is None else self.host_root)
+
+    @property
     def clone_flags(self) -> int:
         flags = sc.CLONE_NEWNS | sc.CLONE_NEWPID | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
         if not self.network:
@@ -78,6 +100,12 @@ def describe(spec: SandboxSpec) -> list[str]:
     if spec.uses_user_namespace:
         host = f"host uid {os.geteuid()} gid {os.getegid()}"
         lines.append(f"user: uid {spec.uid} gid {spec.gid} inside, mapped to {host}")
+    elif spec.maps_root:
+        last = MAPPED_ID_BASE + MAPPED_ID_COUNT - 1
+        lines.append(
+            f"user: uid {spec.uid} gid {spec.gid} inside a user namespace of the command's own, "
+            f"ids 0-{MAPPED_ID_COUNT - 1} mapped to host {MAPPED_ID_BASE}-{last}"
+        )
     else:
         lines.append(f"user: uid {spec.uid} gid {spec.gid} (host identity, no user namespace)")
     lines.append("make / rprivate")
@@ -96,5 +124,13 @@ def describe(spec: SandboxSpec) -> list[str]:
         lines.extend(f"env: {key}={value}" for key, value in sorted(spec.env.items()))
     else:
         lines.append("env: (empty)")
+    lines.append(
+        "privileges: capabilities "
+        + " ".join(KEPT_CAPABILITIES.values())
+        + " only; no_new_privs; seccomp filter"
+    )
+    limits = [f"{k} {v}" for k, v in (("memory", spec.limits.memory), ("pids", spec.limits.pids)) if v]
+    if limits:
+        lines.append("limits: " + ", ".join(limits))
     lines.append("run: the command as the child of an init (PID 1) that reaps and forwards its exit code")
     return lines

@@ -115,8 +115,14 @@ def has_cap_sys_admin() -> bool:
 
 def remount_readonly(target: str) -> None:
     """Make the mount at *target* read-only, keeping the flags the kernel may have locked on it."""
+    remount_bind(target, MS_RDONLY)
+
+
+def remount_bind(target: str, flags: int) -> None:
+    """Add *flags* (MS_RDONLY, MS_NOSUID, MS_NODEV, ...) to the mount at *target*, keeping the flags it
+    has that the kernel may have locked on it."""
     locked = os.statvfs(target).f_flag & LOCKED_MOUNT_FLAGS
-    mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | locked)
+    mount(None, target, None, MS_REMOUNT | MS_BIND | flags | locked)
 
 
 def mounts_at_or_below(path: str) -> list[str]:
