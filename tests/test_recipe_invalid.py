@@ -56,6 +56,7 @@ SINGLE_ERROR_CASES = [
     ),
     ("jobs-type", "build.jobs", "expected an integer, got a string"),
     ("jobs-zero", "build.jobs", "jobs must be 1 or more, got 0"),
+    ("timeout-zero", "build.timeout", "timeout must be 1 second or more, got 0"),
     ("macro-cycle", "variables.a", "macro cycle: a -> b -> a"),
     ("malformed-macro", "source.archive", "malformed macro '%(version)': write it as %(version)s"),
     (

@@ -113,6 +113,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "bottom of the union, under the sysroots",
     )
     p.add_argument(
+        "--step-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="kill a build step (and everything it started) after SECONDS and fail the cook; overrides "
+        "the recipe's build.timeout (default: the recipe's, else 21600 = 6 hours)",
+    )
+    p.add_argument(
+        "--memory",
+        type=_size,
+        metavar="SIZE",
+        help="address space each process of a step may use (RLIMIT_AS), e.g. 4G or 512M (default 16G)",
+    )
+    p.add_argument(
+        "--pids",
+        type=int,
+        metavar="N",
+        help="processes and threads a step may have at once (RLIMIT_NPROC in its own user namespace; "
+        "default 4096)",
+    )
+    p.add_argument(
         "-j",
         "--jobs",
         type=int,
@@ -150,9 +170,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=run)
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size(text: str) -> int:
+    """A byte count with an optional binary suffix: 512M, 4G, 1048576."""
+    number, unit = text.strip().upper().removesuffix("B").removesuffix("I"), ""
+    if number and number[-1] in _UNITS:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = int(float(number) * _UNITS[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 512M or 4G)") from None
+    if value < 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is below 1M, too little for any build step")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be 1 or more, got {args.jobs}", where="conary cook")
+    if args.step_timeout is not None and args.step_timeout <= 0:
+        raise InputError(f"--step-timeout must be positive, got {args.step_timeout:g}", where="conary cook")
+    if args.pids is not None and args.pids < 1:
+        raise InputError(f"--pids must be 1 or more, got {args.pids}", where="conary cook")
     if args.workdir is not None and len(args.recipes) > 1:
         raise InputError("--workdir takes one recipe at a time", where="conary cook")
     for recipe in args.recipes:
@@ -169,6 +210,9 @@ def run(args: argparse.Namespace) -> int:
             hermetic=args.hermetic,
             sysroots=tuple(args.sysroot),
             host_seed=args.host_seed,
+            step_timeout=args.step_timeout,
+            memory=args.memory,
+            pids=args.pids,
             jobs=args.jobs,
             workdir=args.workdir,
             keep=args.keep,

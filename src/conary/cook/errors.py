@@ -14,13 +14,24 @@ class CookError(ConaryError):
 class StepError(CookError):
     """A build step exited nonzero. Carries the tail of its log for the CLI to show above the error."""
 
-    def __init__(self, step: str, exit_code: int, log: Path, log_tail: list[str], *, where: str) -> None:
+    def __init__(
+        self,
+        step: str,
+        exit_code: int,
+        log: Path,
+        log_tail: list[str],
+        *,
+        where: str,
+        timed_out: float | None = None,
+    ) -> None:
+        failure = f"timed out after {timed_out:g} seconds and was killed" if timed_out else None
         super().__init__(
-            f"step '{step}' failed with exit code {exit_code} (log: {log})",
+            f"step '{step}' {failure or f'failed with exit code {exit_code}'} (log: {log})",
             where=where,
             hint="the last lines of the log are shown above; rerun with --verbose for live output",
         )
         self.step = step
         self.step_exit_code = exit_code
+        self.timed_out = timed_out
         self.log = log
         self.log_tail = log_tail

@@ -35,7 +35,16 @@ from conary.cook.environment import DEST_DIR, step_environment
 from conary.cook.errors import StepError
 from conary.cook.logs import log_path, step_output, tail
 from conary.cook.patch import PatchSpec, apply_patches, verify_patch
-from conary.cook.runner import HostRunner, SandboxRunner, shell_argv
+from conary.cook.runner import (
+    DEFAULT_MEMORY,
+    DEFAULT_PIDS,
+    DEFAULT_STEP_TIMEOUT,
+    HostRunner,
+    SandboxRunner,
+    StepLimits,
+    StepTimedOut,
+    shell_argv,
+)
 from conary.cook.unpack import copy_source, unpack
 from conary.errors import ConaryError, InputError
 from conary.fetch import Fetcher, default_cache_dir, filename_from_url, make_fetcher
@@ -59,6 +68,9 @@ class CookOptions:
     sysroots: tuple[Path, ...] = ()
     sysroot: Path | None = None  # the older single root: folded on top of sysroots, then None
     host_seed: bool = False  # the host toolchain at the bottom, under the sysroots
+    step_timeout: float | None = None  # seconds per step; overrides build.timeout (default 6 hours)
+    memory: int | None = None  # bytes of address space per process of a step (default 16 GiB)
+    pids: int | None = None  # processes and threads of a step (default 4096)
     jobs: int | None = None  # overrides the recipe's build.jobs
     workdir: Path | None = None  # None: a fresh directory under the user's cache
     keep: bool = False  # keep the work directory after a successful cook
@@ -257,10 +269,13 @@ def _cook_in(
     build_host, dest_host, logs = work / "build", work / "destdir", work / "logs"
     recipe_dir = recipe_path.resolve().parent
     runner: HostRunner | SandboxRunner
+    limits = _step_limits(recipe, options)
     if options.hermetic:
-        runner = SandboxRunner(build_host, dest_host, options.sysroots, host_seed=options.host_seed)
+        runner = SandboxRunner(
+            build_host, dest_host, options.sysroots, host_seed=options.host_seed, limits=limits
+        )
     else:
-        runner = HostRunner(build_host, dest_host)
+        runner = HostRunner(build_host, dest_host, limits=limits)
     where = f"cook {recipe.package.name}-{recipe.package.version}-{recipe.package.release}"
 
     expanded = _expanded(recipe, runner.dest_dir, options.target)
@@ -297,7 +312,13 @@ def _cook_in(
         for step, script in scripts:
             _note(options, step, recipe.package.name)
             step_started = time.perf_counter()
-            code = _run_step(runner, step, script, env, cwd, logs, options.live_output)
+            try:
+                code = _run_step(runner, step, script, env, cwd, logs, options.live_output)
+            except StepTimedOut as timeout:
+                path = log_path(logs, step)
+                with open(path, "a") as log:
+                    log.write(f"conary: step '{step}' {timeout} and was killed\n")
+                raise StepError(step, 124, path, tail(path), where=where, timed_out=timeout.seconds) from None
             timings[f"step:{step}"] = time.perf_counter() - step_started
             if code == 0:
                 continue
@@ -340,6 +361,13 @@ def _cook_in(
         workdir=None,
         key_created=key_created,
         warnings=tuple(warnings),
+    )
+
+
+def _step_limits(recipe: Any, options: CookOptions) -> StepLimits:
+    timeout = options.step_timeout or recipe.build.timeout or DEFAULT_STEP_TIMEOUT
+    return StepLimits(
+        timeout=timeout, memory=options.memory or DEFAULT_MEMORY, pids=options.pids or DEFAULT_PIDS
     )
 
 

@@ -9,6 +9,7 @@ uses the real work-directory paths; it exists to debug a recipe, and its package
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,29 @@ from conary.cook.environment import BUILD_DIR, DEST_DIR
 
 HERMETIC = "hermetic"
 HOST = "host"
+# How long a step may run when neither the recipe (build.timeout) nor the cook (--step-timeout) says.
+DEFAULT_STEP_TIMEOUT = 6 * 3600
+# A step's other limits (docs/sandbox.md): address space of each of its processes (RLIMIT_AS), and its
+# processes and threads (RLIMIT_NPROC, counted in the step's own user namespace).
+DEFAULT_MEMORY = 16 << 30
+DEFAULT_PIDS = 4096
+
+
+class StepTimedOut(Exception):
+    """A step ran past its time limit; it was killed with every process it started."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"timed out after {seconds:g} seconds")
+        self.seconds = seconds
+
+
+@dataclass(frozen=True)
+class StepLimits:
+    """What one step may use: wall time (seconds), address space per process (bytes), processes."""
+
+    timeout: float = DEFAULT_STEP_TIMEOUT
+    memory: int | None = DEFAULT_MEMORY
+    pids: int | None = DEFAULT_PIDS
 
 
 @dataclass(frozen=True)
@@ -40,8 +64,10 @@ class HostRunner:
     def host_path(self, step_path: str) -> Path:
         return Path(step_path)
 
+    limits: StepLimits = StepLimits()
+
     def run(self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int) -> int:
-        result = subprocess.run(
+        process = subprocess.Popen(
             list(argv),
             env=dict(env),
             cwd=cwd,
@@ -49,9 +75,14 @@ class HostRunner:
             stdout=out_fd,
             stderr=out_fd,
             start_new_session=True,
-            check=False,
         )
-        return result.returncode
+        try:
+            return process.wait(timeout=self.limits.timeout)
+        except subprocess.TimeoutExpired:
+            # The step's session: whatever it started and did not move elsewhere.
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise StepTimedOut(self.limits.timeout) from None
 
     def close(self) -> None:
         pass
@@ -73,11 +104,13 @@ class SandboxRunner:
         sysroots: Sequence[Path] = (),
         *,
         host_seed: bool = False,
+        limits: StepLimits = StepLimits(),
     ) -> None:
         self.build_host = build_host
         self.dest_host = dest_host
         self.sysroots = tuple(sysroots)  # top first; none: the host seed alone
         self.host_seed = host_seed
+        self.limits = limits
 
     @property
     def build_dir(self) -> str:
@@ -95,15 +128,24 @@ class SandboxRunner:
             host_seed=self.host_seed,
             env=dict(env),
             cwd=cwd,
+            limits=sandbox.Limits(memory=self.limits.memory, pids=self.limits.pids),
         )
 
     def describe(self) -> list[str]:
         return list(sandbox.describe(self.spec({}, BUILD_DIR)))
 
     def run(self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int) -> int:
-        return sandbox.run(
-            self.spec(env, cwd), list(argv), stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd
-        )
+        try:
+            return sandbox.run(
+                self.spec(env, cwd),
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out_fd,
+                stderr=out_fd,
+                timeout=self.limits.timeout,
+            )
+        except sandbox.SandboxTimeout:
+            raise StepTimedOut(self.limits.timeout) from None
 
     def close(self) -> None:
         pass

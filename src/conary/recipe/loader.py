@@ -290,6 +290,9 @@ def _build_section(t: dict[str, Any], v: Validator) -> Build:
     jobs = get(t, "jobs")
     if jobs is not None and jobs < 1:
         v.error("build.jobs", f"jobs must be 1 or more, got {jobs}")
+    timeout = get(t, "timeout")
+    if timeout is not None and timeout < 1:
+        v.error("build.timeout", f"timeout must be 1 second or more, got {timeout}")
     for key, _ in get(t, "environment", ()):
         if not ENV_NAME_RE.match(key):
             v.error(f"build.environment.{key}", f"{key!r} is not a valid environment variable name")
@@ -314,6 +317,7 @@ def _build_section(t: dict[str, Any], v: Validator) -> Build:
         environment=get(t, "environment", ()),
         workdir=workdir,
         jobs=jobs,
+        timeout=timeout,
         stage=get(t, "stage"),
         chroot=get(t, "chroot", False),
         check_optional=get(t, "check_optional", False),

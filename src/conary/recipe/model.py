@@ -85,6 +85,7 @@ class Build:
     environment: Pairs = ()
     workdir: str | None = None
     jobs: int | None = None
+    timeout: int | None = None  # seconds each step may run; None: the cook's default
     stage: str | None = None
     chroot: bool = False
     check_optional: bool = False

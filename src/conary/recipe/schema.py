@@ -68,6 +68,7 @@ SCHEMA: dict[str, Field] = {
             **_strs(*STEP_NAMES, "workdir", "stage"),
             "environment": Field("strmap"),
             "jobs": Field("int"),
+            "timeout": Field("int"),
             "chroot": Field("bool"),
             "check_optional": Field("bool"),
             "sanity_check": Field("table", spec={"script": Field("str", required=True)}),

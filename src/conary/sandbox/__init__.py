@@ -32,6 +32,7 @@ from conary.sandbox.ops import (
     WriteFile,
     plan,
 )
+from conary.sandbox.privileges import KEPT_CAPABILITIES, Limits
 from conary.sandbox.roots import (
     base_ops,
     build_spec,
@@ -49,10 +50,12 @@ from conary.sandbox.support import check_support
 __all__ = [
     "DEFAULT_HOSTNAME",
     "DEFAULT_PATH",
+    "KEPT_CAPABILITIES",
     "Bind",
     "Context",
     "Dev",
     "Dir",
+    "Limits",
     "Operation",
     "Overlay",
     "Proc",

@@ -175,7 +175,7 @@ class Proc:
             path = f"{target}/{name}"
             if os.path.exists(path):
                 sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
-                sc.remount_readonly(path)
+                sc.remount_bind(path, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
 
     def describe(self) -> str:
         return f"proc {self.dest} (fresh; without a user namespace {', '.join(_PROC_READONLY)} read-only)"

@@ -45,11 +45,6 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAPABILITY_VERSION_3 = 0x20080522
 
-# Defaults of a cook step's limits (docs/sandbox.md): the address space of each process and the number
-# of processes (threads included) of the step's user in its own user namespace.
-DEFAULT_MEMORY = 16 << 30
-DEFAULT_PIDS = 4096
-
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from conary.sandbox.errors import SandboxError
 from conary.sandbox.ops import Bind, Dev, Operation, Overlay, Proc, Symlink, Tmpfs, WriteFile
+from conary.sandbox.privileges import Limits
 from conary.sandbox.spec import DEFAULT_PATH, SandboxSpec
 
 # Top-level entries that are symlinks into /usr on a merged-/usr host (Debian 12), real dirs elsewhere.
@@ -196,6 +197,7 @@ def build_spec(
     sysroot: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     host_seed: bool = False,
     env: Mapping[str, str] | None = None,
+    limits: Limits | None = None,
     cwd: str = "/build",
     extra_ops: Iterable[Operation] = (),
 ) -> SandboxSpec:
@@ -222,4 +224,5 @@ def build_spec(
         ),
         env=minimal_env() if env is None else env,
         cwd=cwd,
+        limits=limits or Limits(),
     )

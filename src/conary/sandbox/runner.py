@@ -412,6 +412,8 @@ def _build_root(spec: SandboxSpec, flags: int, nested: bool, operations: Sequenc
         root_fd = os.open(spec.chroot_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         sc.mount(f"/proc/self/fd/{root_fd}", newroot, None, sc.MS_BIND | sc.MS_REC)
         os.close(root_fd)
+        # Nothing setuid and no device node of the target root is usable from inside.
+        sc.remount_bind(newroot, sc.MS_NOSUID | sc.MS_NODEV)
     context = Context(pins=pins, user_namespace=bool(flags & sc.CLONE_NEWUSER), nested=nested)
     for op in operations:
         try:
