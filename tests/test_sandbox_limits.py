@@ -136,3 +136,17 @@ def test_control_the_hog_runs_within_the_default_limit(cook_env: Path) -> None:
     entry = next(f for f in open_package(result.package_path).manifest.files if f.path == "usr/share/t/f")
     assert (entry.uid, entry.gid) == (0, 0)
     assert "hogged 536870912" in (cook_env / "work/logs/make.log").read_text()
+
+
+def test_unsafe_host_root_is_loud_and_recorded(cook_env: Path) -> None:
+    install = "d=$DESTDIR/usr/share/t; mkdir -p $d; echo x > $d/f"
+    recipe = tiny_recipe(cook_env, steps={"install": install})
+    result = cook_recipe(recipe, _options(cook_env, keep=True, unsafe_host_root=True))
+    if os.geteuid() != 0:
+        assert "unsafe_host_root" not in result.provenance  # without root it changes nothing
+        return
+    assert result.provenance["unsafe_host_root"] is True
+    assert any(w.startswith("UNSAFE: the build steps ran as host root") for w in result.warnings)
+    assert (cook_env / "work/destdir/usr/share/t/f").stat().st_uid == 0
+    manifest = open_package(result.package_path).manifest
+    assert manifest.provenance["unsafe_host_root"] is True

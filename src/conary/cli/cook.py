@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import sys
 import time
@@ -113,6 +114,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "bottom of the union, under the sysroots",
     )
     p.add_argument(
+        "--unsafe-host-root",
+        action="store_true",
+        help="debugging only: as root, run the steps as host uid 0 instead of the unprivileged id "
+        "1600000000 (still in the sandbox, with its capability set, no_new_privs and seccomp); "
+        "warned about and recorded in the package's provenance (unsafe_host_root)",
+    )
+    p.add_argument(
         "--step-timeout",
         type=float,
         metavar="SECONDS",
@@ -199,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
     for recipe in args.recipes:
         if not recipe.is_file():
             raise InputError("recipe file not found", where=str(recipe))
+    if args.unsafe_host_root and os.geteuid() == 0 and args.hermetic:
+        output.warn("--unsafe-host-root: build steps will run as host root; the packages will record it")
     verbose = bool(getattr(args, "verbose", False))
     with _progress(enabled=not verbose and not args.json) as progress:
         options = CookOptions(
@@ -211,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
             sysroots=tuple(args.sysroot),
             host_seed=args.host_seed,
             step_timeout=args.step_timeout,
+            unsafe_host_root=args.unsafe_host_root,
             memory=args.memory,
             pids=args.pids,
             jobs=args.jobs,

@@ -71,6 +71,7 @@ class CookOptions:
     step_timeout: float | None = None  # seconds per step; overrides build.timeout (default 6 hours)
     memory: int | None = None  # bytes of address space per process of a step (default 16 GiB)
     pids: int | None = None  # processes and threads of a step (default 4096)
+    unsafe_host_root: bool = False  # debugging: root's steps keep host uid 0; recorded in provenance
     jobs: int | None = None  # overrides the recipe's build.jobs
     workdir: Path | None = None  # None: a fresh directory under the user's cache
     keep: bool = False  # keep the work directory after a successful cook
@@ -272,7 +273,12 @@ def _cook_in(
     limits = _step_limits(recipe, options)
     if options.hermetic:
         runner = SandboxRunner(
-            build_host, dest_host, options.sysroots, host_seed=options.host_seed, limits=limits
+            build_host,
+            dest_host,
+            options.sysroots,
+            host_seed=options.host_seed,
+            limits=limits,
+            unsafe_host_root=options.unsafe_host_root,
         )
     else:
         runner = HostRunner(build_host, dest_host, limits=limits)
@@ -303,6 +309,9 @@ def _cook_in(
         (build_host / expanded.build.workdir).mkdir(parents=True, exist_ok=True)
 
     warnings: list[str] = []
+    unsafe = options.hermetic and options.unsafe_host_root and os.geteuid() == 0
+    if unsafe:
+        warnings.append("UNSAFE: the build steps ran as host root (--unsafe-host-root); the package says so")
     started = time.perf_counter()
     state.steps_started = True
     scripts = list(expanded.build.steps())
@@ -344,6 +353,7 @@ def _cook_in(
         "patches": patch_sums,
         "builder": f"conary {__version__}",
         "sandbox": runner.mode,
+        **({"unsafe_host_root": True} if unsafe else {}),
         "source_date_epoch": sde,
         **dict(options.extra_provenance),
     }

@@ -8,6 +8,7 @@ uses the real work-directory paths; it exists to debug a recipe, and its package
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -105,12 +106,16 @@ class SandboxRunner:
         *,
         host_seed: bool = False,
         limits: StepLimits = StepLimits(),
+        unsafe_host_root: bool = False,
     ) -> None:
         self.build_host = build_host
         self.dest_host = dest_host
         self.sysroots = tuple(sysroots)  # top first; none: the host seed alone
         self.host_seed = host_seed
         self.limits = limits
+        # Debugging only: a root caller's steps keep host uid 0 (still namespaced, capability-bounded,
+        # no_new_privs, seccomp). The cook says so loudly and records it in the provenance.
+        self.unsafe_host_root = unsafe_host_root
 
     @property
     def build_dir(self) -> str:
@@ -121,7 +126,7 @@ class SandboxRunner:
         return DEST_DIR
 
     def spec(self, env: Mapping[str, str], cwd: str) -> sandbox.SandboxSpec:
-        return sandbox.build_spec(
+        spec = sandbox.build_spec(
             self.build_host,
             self.dest_host,
             sysroot=self.sysroots,
@@ -130,6 +135,7 @@ class SandboxRunner:
             cwd=cwd,
             limits=sandbox.Limits(memory=self.limits.memory, pids=self.limits.pids),
         )
+        return dataclasses.replace(spec, host_root=True) if self.unsafe_host_root else spec
 
     def describe(self) -> list[str]:
         return list(sandbox.describe(self.spec({}, BUILD_DIR)))
