@@ -286,3 +286,17 @@ def test_root_inside_cannot_make_device_nodes(conary_bin) -> None:  # type: igno
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "refused\n"
+
+
+def test_without_the_seccomp_binding_nothing_runs(
+    spec: SandboxSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conary.sandbox import seccomp
+
+    monkeypatch.setattr(seccomp, "pyseccomp", None)
+    monkeypatch.setattr(seccomp, "_MISSING", "No module named 'pyseccomp'", raising=False)
+    with pytest.raises(SandboxError) as caught:
+        run(spec, ["touch", "/build/ran"])
+    assert caught.value.what == "the seccomp filter cannot be built: No module named 'pyseccomp'"
+    assert "pyseccomp" in (caught.value.hint or "") and "libseccomp2" in (caught.value.hint or "")
+    assert not (tmp_path / "build" / "ran").exists()

@@ -61,6 +61,7 @@ def run(
     command = [os.fspath(arg) for arg in argv]
     if not command:
         raise SandboxError("no command given to run in the sandbox")
+    seccomp.require()
     operations = spec.plan
     # Decided once, here: inside the children the same questions would get different answers.
     flags = spec.clone_flags

@@ -11,10 +11,16 @@ binding with the API of libseccomp's own Python module); no BPF is written here.
 from __future__ import annotations
 
 import errno
-
-import pyseccomp
+import types
 
 from conary.sandbox import syscalls as sc
+from conary.sandbox.errors import SandboxError
+
+try:
+    import pyseccomp
+except (ImportError, RuntimeError) as err:  # the binding, or libseccomp under it, is not installed
+    pyseccomp = None
+    _MISSING = str(err)
 
 DENIED = (
     # File handles: open_by_handle_at opens any inode of a mounted filesystem, past every bind.
@@ -70,14 +76,27 @@ DENIED = (
 _NEW_USER_NAMESPACE = ("unshare", "clone")
 # clone3 passes its flags in a struct a filter cannot read: ENOSYS makes libc fall back to clone().
 _UNREADABLE = ("clone3",)
-# 32-bit x86 programs (multilib test suites) enter through the same filter.
-_EXTRA_ARCHES = {pyseccomp.Arch.X86_64: (pyseccomp.Arch.X86, pyseccomp.Arch.X32)}
+
+
+def require() -> types.ModuleType:
+    """The libseccomp binding, or one precise error saying what to install. Checked by the caller
+    before any process is forked: no sandbox runs without its filter."""
+    if pyseccomp is None:
+        raise SandboxError(
+            f"the seccomp filter cannot be built: {_MISSING}",
+            where="conary.sandbox",
+            hint="install the Python package pyseccomp and Debian's libseccomp2 (scripts/setup does both)",
+        )
+    return pyseccomp
 
 
 def build_filter() -> pyseccomp.SyscallFilter:
-    rules = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
-    for arch in _EXTRA_ARCHES.get(pyseccomp.system_arch(), ()):
-        rules.add_arch(arch)
+    seccomp = require()
+    rules = seccomp.SyscallFilter(seccomp.ALLOW)
+    if seccomp.system_arch() == seccomp.Arch.X86_64:
+        # 32-bit x86 programs (multilib test suites) enter through the same filter.
+        rules.add_arch(seccomp.Arch.X86)
+        rules.add_arch(seccomp.Arch.X32)
     for name in DENIED:
         _add(rules, pyseccomp.ERRNO(errno.EPERM), name)
     for name in _NEW_USER_NAMESPACE:
