@@ -27,7 +27,14 @@ class DebianArchive:
         (self.etc_apt / "sources.list.d").mkdir(parents=True)
 
     def add(
-        self, suite: str, package: str, version: str, *, orig: bytes | None = None, in_pool: bool = True
+        self,
+        suite: str,
+        package: str,
+        version: str,
+        *,
+        orig: bytes | None = None,
+        in_pool: bool = True,
+        binary: str | None = None,
     ) -> str:
         """Publish *package* at Debian *version* in *suite*; returns the orig tarball's file name.
         *in_pool* False lists the orig tarball in the index but leaves it out of the pool."""
@@ -44,7 +51,7 @@ class DebianArchive:
             f" {hashlib.new(algo, data).hexdigest()} {len(data)} {name}\n" for name, data in files.items()
         ) for algo in ("md5", "sha256")}  # fmt: skip
         self.suites.setdefault(suite, []).append(
-            f"Package: {package}\nBinary: {package}\nVersion: {version}\n"
+            f"Package: {package}\nBinary: {binary or package}\nVersion: {version}\n"
             "Maintainer: Nobody <nobody@example.org>\nArchitecture: any\nFormat: 3.0 (quilt)\n"
             f"Directory: {pool}\nFiles:\n{sums['md5']}Checksums-Sha256:\n{sums['sha256']}"
         )

@@ -229,3 +229,13 @@ def test_bump_reads_the_archive_as_it_is_now_not_lists_from_hours_ago(cli, archi
     r = cli("recipe", "bump", recipe, "--from-debian", "--source-cache", tmp_path / "cache")
     assert r.code == 0, r.err
     assert load_recipe(recipe).package.version == "2.12.1"
+
+
+def test_a_binary_package_name_in_source_debian_finds_its_source(cli, archive, tmp_path: Path) -> None:
+    """apt maps a binary package name to its source package; the tarball is named after the source."""
+    archive.add("bookworm", "hello", "2.12.1-1", binary="hello-greeter")
+    recipe = _hello(tmp_path, HELLO_RECIPE.replace('debian = "hello"', 'debian = "hello-greeter"'))
+    r = cli("recipe", "bump", recipe, "--from-debian", "--source-cache", tmp_path / "cache")
+    assert r.code == 0, r.err
+    assert "from Debian's hello 2.12.1-1" in r.err
+    assert str(load_recipe(recipe).source.checksum) == sha256_of(orig_tarball("hello", "2.12.1"))

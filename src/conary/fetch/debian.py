@@ -77,10 +77,10 @@ def main_tarball(package: str, debian_version: str, names: Iterable[str]) -> str
     return None
 
 
-def dsc_version(path: Path) -> str | None:
-    """The Version field of a .dsc file (signed or not)."""
+def dsc_field(path: Path, name: str) -> str | None:
+    """One field of a .dsc file (signed or not), e.g. Version or Source."""
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith("Version:"):
+        if line.startswith(f"{name}:"):
             return line.partition(":")[2].strip()
     return None
 
@@ -599,11 +599,12 @@ class DebianSourceProvider(PrivateApt):
 
 
 def _release_of(spec: DebianSpec, files: Iterable[Path]) -> DebianRelease | None:
-    """The release apt downloaded, from its .dsc (None when there is none)."""
+    """The release apt downloaded, from its .dsc (None when there is none). The package is the
+    source package the .dsc names: *spec* may name a binary package, which apt maps to its source."""
     files = tuple(files)
     for path in files:
-        if path.name.endswith(".dsc") and (version := dsc_version(path)):
-            return DebianRelease(spec.package, version, files)
+        if path.name.endswith(".dsc") and (version := dsc_field(path, "Version")):
+            return DebianRelease(dsc_field(path, "Source") or spec.package, version, files)
     return None
 
 
