@@ -10,6 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+import conary.ccs.workdir as workdir
 from conary.ccs import PackageMeta, build_package, open_package
 from conary.ccs.keys import new_signing_key
 from conary.ccs.workdir import PREFIX, build_workdir, sweep_stale
@@ -58,6 +61,8 @@ def test_sweep_keeps_what_a_live_build_holds(tmp_path: Path) -> None:
 BUILD = """
 import sys
 from pathlib import Path
+
+import pytest
 from conary.ccs import PackageMeta, build_package
 from conary.ccs.keys import new_signing_key
 build_package(Path(sys.argv[1]), PackageMeta("big", "1"), output_dir=Path(sys.argv[2]),
@@ -118,3 +123,26 @@ def _wait_gone(pid: int) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"packing worker {pid} outlived its killed builder")
+
+
+def test_a_sweep_in_the_instant_before_a_build_locks_keeps_that_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several builds into one directory: one build's sweep may run just before another takes its
+    lock. The other build's scratch directory must survive it."""
+
+    real_flock = fcntl.flock
+    swept: list[list[Path]] = []
+
+    def flock_after_a_concurrent_sweep(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_EX:  # the build's own lock, not the sweep's probe
+            swept.append(sweep_stale(tmp_path))
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(workdir.fcntl, "flock", flock_after_a_concurrent_sweep)
+    with build_workdir(tmp_path) as work:
+        assert swept == [[]]
+        (work / "spool-1").write_bytes(b"spooled")  # the directory is still there
+        monkeypatch.setattr(workdir.fcntl, "flock", real_flock)
+        assert sweep_stale(tmp_path) == []  # and, locked now, a later sweep keeps it too
+    assert list(tmp_path.iterdir()) == []
