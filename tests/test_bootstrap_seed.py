@@ -33,7 +33,7 @@ def conary(*args: object) -> subprocess.CompletedProcess[str]:
 def test_stage0_imports_the_locked_seed_once(tmp_path: Path, shared_source_cache: Path) -> None:
     tree = tmp_path / "tree"
     shutil.copytree(tree_dir("stages"), tree / "stages")
-    shutil.copytree(tree_dir("recipes") / "minimal", tree / "recipes" / "minimal")
+    shutil.copytree(tree_dir("recipes"), tree / "recipes")  # the profile names recipes outside minimal/ too
     lock_file = tree / "stages" / "seed" / "x86_64.lock"
     report: list[str] = []
     cache = SourceCache(shared_source_cache)
