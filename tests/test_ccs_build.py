@@ -396,6 +396,7 @@ def test_the_plan_joins_records_that_lie_one_after_another_in_a_spool() -> None:
     """Records the survey compressed reach the package in as few copies as their places in the
     spools allow; objects still to compress come between them as runs, and an object the archive
     already has is left out."""
+
     def packed(path: str, chunks: tuple[str, ...], lengths: tuple[int, ...]) -> PackedFile:
         item = TreeItem(path, "file", 0o644, 0, 0, "/src/" + path, "", sum(lengths))
         return PackedFile(item, "f" * 64, chunks, lengths, "runtime", b"", b"", NO_FACTS, (0, 0, 0))

@@ -79,9 +79,7 @@ def load_target(arch: str, directory: Path | None = None) -> Target:
     path = directory / f"{arch}.toml"
     if not path.is_file():
         known = ", ".join(known_targets(directory)) or "none"
-        raise InputError(
-            f"unknown target '{arch}'", where=str(directory), hint=f"known targets: {known}"
-        )
+        raise InputError(f"unknown target '{arch}'", where=str(directory), hint=f"known targets: {known}")
     try:
         data = tomllib.loads(path.read_text())
         target, cross, qemu, image = data["target"], data.get("cross", {}), data["qemu"], data["image"]

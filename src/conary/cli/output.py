@@ -9,10 +9,17 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rich.console import Console
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+def __getattr__(name: str) -> Any:
+    """`output.stdout` and `output.stderr`: rich consoles made on first use, since importing rich
+    costs every start-up ~30 ms and most commands print plain lines."""
+    if name not in ("stdout", "stderr"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    console = Console(stderr=name == "stderr", highlight=False, soft_wrap=True)
+    globals()[name] = console
+    return console
 
 
 def emit_json(data: Any) -> None:
@@ -40,7 +47,7 @@ def byte_progress(labels: dict[str, str]) -> Iterator[Callable[[str, int, int], 
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     columns = (TextColumn("{task.description:<12}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=stderr, transient=True, auto_refresh=False) as bar:
+    with Progress(*columns, console=__getattr__("stderr"), transient=True, auto_refresh=False) as bar:
         tasks: dict[str, Any] = {}
         last = 0.0
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from conary.ccs import Manifest, decode_manifest, encode_manifest
+from conary.ccs import CcsError, Manifest, decode_manifest, encode_manifest
+from conary.ccs.manifest import decode_stored_manifest
 from conary.runtime.errors import RuntimeStateError
 from conary.runtime.model import FileMap, Node, Owned, Selected
 
@@ -118,7 +119,7 @@ _BATCH = 500  # bound parameters per statement stay far below SQLite's limit
 
 @lru_cache(maxsize=256)
 def _decode(data: bytes) -> Manifest:
-    return decode_manifest(data)
+    return decode_stored_manifest(data)
 
 
 def manifest_digest(manifest: Manifest) -> str:
@@ -213,6 +214,24 @@ class Database:
         if row is None:
             raise RuntimeStateError(f"manifest {manifest_id} is missing", where=str(self.path))
         return _decode(bytes(row[0]))
+
+    def damaged_manifests(self, manifest_ids: Iterable[int]) -> list[tuple[str, str]]:
+        """(name, why) for each of MANIFEST_IDS whose stored bytes no longer match their digest or
+        no longer pass every check of decode_manifest: the runtime reads them with the fast decoder."""
+        out = []
+        for manifest_id in manifest_ids:
+            row = self.conn.execute(
+                "SELECT name, digest, data FROM manifests WHERE id = ?", (manifest_id,)
+            ).fetchone()
+            name, digest, data = row[0], row[1], bytes(row[2])
+            if hashlib.sha256(data).hexdigest() != digest:
+                out.append((name, "stored manifest does not match its digest"))
+                continue
+            try:
+                decode_manifest(data)
+            except CcsError as err:
+                out.append((name, f"stored manifest is invalid: {err}"))
+        return out
 
     # --- states --------------------------------------------------------------------------------
 

@@ -65,13 +65,18 @@ def _problems(session: RootSession, names: list[str]) -> list[Problem]:
     for name in names:
         if name not in installed:
             raise InputError(f"package {name} is not installed", hint="see 'conary list'")
+    out = [
+        Problem(f"(database: {name})", (name,), what, repairable=False)
+        for name, what in session.db.damaged_manifests(
+            sel.manifest_id for name, sel in installed.items() if not names or name in names
+        )
+    ]
     files = session.db.current_files()
     selected = {
         path: owned for path, owned in files.entries.items() if not names or set(owned.owners) & set(names)
     }
     stored = session.cas.locate(o.node.sha256 for o in selected.values() if o.node.type == "file")
     hashes: dict[str, str | None] = {}
-    out = []
     for path, owned in selected.items():
         what = _check_entry(session, path, owned.node, stored, hashes)
         if what is None:

@@ -25,7 +25,6 @@ from conary.runtime.errors import DependencyError, RuntimeStateError
 from conary.runtime.keys import trusted_keys as root_trusted_keys
 from conary.runtime.model import FileMap, Selected, components_for
 from conary.runtime.plan import Plan, make_plan
-from conary.runtime.resolver import compare_evr, parse_request, resolve
 from conary.runtime.scriptlets import check_mode
 from conary.runtime.session import RootSession, init_root, open_root
 from conary.runtime.transaction import TxResult
@@ -304,6 +303,8 @@ def install(
 
 def _refuse_downgrades(before: Mapping[str, Selected], new: Mapping[str, Selected]) -> None:
     """update moves forward only; installing an older version is what install (or rollback) is for."""
+    from conary.runtime.resolver import compare_evr
+
     for name, sel in new.items():
         old = before.get(name)
         if old is not None and compare_evr((sel.version, sel.release), (old.version, old.release)) < 0:
@@ -331,6 +332,10 @@ def _sources(
     requests = [i for i in items if not _is_package_path(i)]
     if not requests:
         return paths, {}
+    # on use: resolvelib and the repository client cost every start-up ~100 ms; remove and
+    # installs of .ccs files never resolve
+    from conary.runtime.resolver import parse_request, resolve
+
     installed = [s.manifest for s in session.db.installed().values()]
     wanted: dict[str, tuple[str, ...]] = {}
     for text in requests:

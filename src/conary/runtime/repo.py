@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import requests
 import tomli_w
 
 from conary.ccs import CcsError, PublicKey, open_package
@@ -189,6 +188,8 @@ def enabled_repos(root: str | os.PathLike[str]) -> list[Repo]:
 
 def _http_get(url: str, *, where: str, limit: int | None = None, into: Path | None = None) -> bytes:
     """GET URL with timeouts. Returns the body, or streams it into INTO (atomically) and returns b""."""
+    import requests  # on use: ~60 ms at every start-up, and only fetching from a repository needs it
+
     try:
         # A proxy from the environment must not capture a repository on this very machine.
         local = urlsplit(url).hostname in ("localhost", "127.0.0.1", "::1")
