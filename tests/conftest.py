@@ -85,3 +85,37 @@ def shared_source_cache() -> Path:
     path = Path(os.environ.get("CONARY_TEST_SOURCE_CACHE", REPO_ROOT / ".cache" / "sources"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def minimal_x86_64(tmp_path_factory: pytest.TempPathFactory, shared_source_cache: Path) -> dict[str, object]:
+    """The minimal profile bootstrapped for x86_64 through the Image stage, once per run, in a copy
+    of the distro tree: the seed and Conary-stage locks are the shipped ones, or refreshed into the
+    copy when Debian has replaced a pinned .deb (tests/helpers_deb.py says which)."""
+    from conary.fetch import SourceCache
+    from conary.recipe.localtree import copy_ignore
+    from helpers_deb import lock_files
+
+    base = tmp_path_factory.mktemp("bootstrap-minimal")
+    tree = base / "tree"
+    for name in ("stages", "recipes", "images", "src"):
+        shutil.copytree(REPO_ROOT / name, tree / name, ignore=copy_ignore)
+    report: list[str] = []
+    for lock in ("x86_64.lock", "conary-x86_64.lock"):
+        lock_file = tree / "stages" / "seed" / lock
+        lock_files(lock_file, SourceCache(shared_source_cache), shared_source_cache / ".debian-apt-deb",
+                   lock_file.parent, report)  # fmt: skip
+    print("\n".join(report))
+    work = base / "work"
+    options = ["--source-cache", shared_source_cache, "--jobs", "2"]
+    profile = tree / "stages" / "minimal.toml"
+    init = ["bootstrap", "init", "--target", "x86_64", "--profile", profile, "--work", work, *options]
+    for args in (init, ["bootstrap", "image", "--work", work]):
+        run = subprocess.run(
+            [sys.executable, "-m", "conary", *map(str, args)], capture_output=True, text=True, timeout=3600
+        )
+        if run.returncode != 0:
+            raise AssertionError(
+                f"conary {args} exited {run.returncode}:\n{run.stdout}\n{run.stderr[-4000:]}"
+            )
+    return {"work": work, "run": run, "disk": Path(run.stdout.strip().splitlines()[-1]), "tree": tree}

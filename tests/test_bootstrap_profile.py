@@ -70,7 +70,7 @@ def load(path: Path):
 
 def test_shipped_minimal_profile_loads_with_every_recipe() -> None:
     profile = load_profile("minimal")
-    assert profile.stage_names() == ("stage1", "stage2", "base", "conary")
+    assert profile.stage_names() == ("stage1", "stage2", "base", "conary", "image")
     names = {
         p.parent.name if p.name == "recipe.toml" else p.name.split(".")[0]
         for p in profile.recipes_of(profile.stage("base"))
@@ -80,6 +80,11 @@ def test_shipped_minimal_profile_loads_with_every_recipe() -> None:
     assert all(p.is_file() for s in profile.stages for p in profile.recipes_of(s))
     conary = profile.stage("conary")
     assert not conary.is_optional_for("x86_64") and conary.is_optional_for("aarch64")
+    assert conary.debian is not None and conary.debian.lock_name("x86_64") == "conary-x86_64"
+    assert {"dpkg", "tar"} == set(conary.debian.omit) and "python3" in conary.debian.packages
+    assert "conary" in conary.image_packages
+    image = profile.stage("image")
+    assert image.image is not None and image.image.is_file() and image.root == ("base", "conary")
 
 
 def test_good_profile_expands_directories_and_keeps_order(tmp_path: Path) -> None:

@@ -98,13 +98,16 @@ def test_identity_requirements_and_provenance(tmp_path: Path, key: Path) -> None
             Dependency("package", "libfoo1", ">> 1.0"),
             Dependency("package", "python3"),
             Dependency("package", "tzdata"),
-            Dependency("file", "/bin/sh"),
         } <= requires
+        # the tree's `#!/bin/sh` script is scanned, but Debian's relations are the contract: no
+        # file or command requirement is added from a `#!` line
+        assert not {d for d in requires if d.kind in ("file", "binary")}
         # an alternative group has no CCS form: it is kept in the provenance only
         assert not {d for d in requires if d.name in ("awk", "mawk")}
         assert Dependency("package", "demo-tools", "2.5") in m.provides
         assert Dependency("package", "virtual-demo") in m.provides
         assert m.provenance["debian.alternatives_not_required"] == ["awk | mawk"]
+        assert "debian.requirements_omitted" not in m.provenance
         assert m.provenance["debian.control"]["Version"] == "1:2.5~rc1-3+deb12u1"
         assert m.provenance["debian.scripts_not_run"]["postinst"] == "#!/bin/sh\necho configured\n"
         assert m.provenance["debian.conffiles"] == ["/etc/demo/demo.conf"]
@@ -289,3 +292,16 @@ def test_a_cross_package_does_not_require_its_target_interpreter(tmp_path: Path,
         import_deb(build_deb(native, tmp_path / "n.deb", plain), tmp_path / "o", key).path
     ) as pkg:
         assert [d.kind for d in pkg.manifest.requires if d.kind == "interpreter"] == ["interpreter"]
+
+
+def test_omitted_packages_are_not_required_and_are_recorded(tmp_path: Path, key: Path) -> None:
+    deb = build_deb(_tree(tmp_path / "pkg"), tmp_path / "demo.deb", CONTROL)
+    result = import_deb(deb, tmp_path / "out", key, omit=["tzdata", "python3"])
+    with open_package(result.path, None) as pkg:
+        names = {d.name for d in pkg.manifest.requires if d.kind == "package"}
+        assert {"libc6", "libfoo1"} <= names
+        assert not names & {"tzdata", "python3"}
+        assert pkg.manifest.provenance["debian.requirements_omitted"] == [
+            "package(python3)",
+            "package(tzdata)",
+        ]

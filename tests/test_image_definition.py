@@ -20,7 +20,7 @@ def test_minimal_definition_loads() -> None:
     d = load_definition(MINIMAL)
     assert d.name == "minimal"
     assert d.packages == ("busybox", "minimal-init", "linux")
-    assert (d.format, d.filesystem, d.size) == ("raw", "ext4", 64 * 1024**2)
+    assert (d.format, d.filesystem, d.size) == ("raw", "ext4", 256 * 1024**2)
 
 
 def test_files_from_content_and_source(tmp_path: Path) -> None:
@@ -132,3 +132,33 @@ def test_unsigned_by_a_trusted_key_is_refused_before_anything_is_written(tmp_pat
     assert result.code != 0
     assert len(result.err.strip().splitlines()) == 1, result.err
     assert list(out.iterdir()) == []
+
+
+def test_an_image_takes_what_its_packages_require_from_the_given_ones(tmp_path: Path) -> None:
+    """app needs libfoo (by soname) and libfoo needs libc; unused is offered and left out."""
+    from conary.ccs import Dependency
+    from conary.ccs.keys import load_public_key
+    from conary.image.build import select_packages
+
+    key, pub = generate_keypair(tmp_path / "key")
+    dist = tmp_path / "dist"
+
+    def package(name: str, provides: list[Dependency], requires: list[Dependency]) -> None:
+        tree = tmp_path / "trees" / name
+        (tree / "usr/share" / name).mkdir(parents=True)
+        (tree / "usr/share" / name / "README").write_text(name)
+        build_package(
+            tree, PackageMeta(name, "1", "1", "x86_64"), output_dir=dist, signing_key=load_signing_key(key),
+            extra_provides=provides, extra_requires=requires,
+        )  # fmt: skip
+
+    package("app", [], [Dependency("soname", "libfoo.so.1")])
+    package("libfoo", [Dependency("soname", "libfoo.so.1")], [Dependency("package", "libc")])
+    package("libc", [], [])
+    package("unused", [], [])
+    definition = loads_definition('name = "x"\npackages = ["app"]\n')
+    chosen = select_packages(definition, [dist], [load_public_key(pub)])
+    assert [p.name for p in chosen] == ["app", "libfoo", "libc"]
+    # EXTRA names (a bootstrap stage's image_packages) come after the definition's.
+    chosen = select_packages(definition, [dist], [load_public_key(pub)], ["unused"])
+    assert [p.name for p in chosen] == ["app", "unused", "libfoo", "libc"]

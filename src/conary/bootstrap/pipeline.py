@@ -30,7 +30,8 @@ import tomli_w
 
 from conary.bootstrap.config import BootstrapConfig
 from conary.bootstrap.dryrun import skip_reason
-from conary.bootstrap.profile import Profile, StageSpec
+from conary.bootstrap.imagestage import build_stage_image
+from conary.bootstrap.profile import DebianSpec, Profile, StageSpec
 from conary.bootstrap.seed import SEED_HOST, lock_path
 from conary.errors import ConaryError, InputError
 from conary.fsutil import atomic_write_bytes
@@ -48,6 +49,7 @@ from conary.graph import (
     why,
 )
 from conary.graph.store import kept_package
+from conary.image import ImageDefinition, load_definition
 from conary.targets import Target
 
 DONE, PENDING, FAILED_STATE, RUNNING, SKIPPED = "done", "pending", "failed", "running", "skipped"
@@ -76,6 +78,16 @@ class Layout:
         """Written last by a complete seed import: the sha256 of the lock it imported."""
         return self.seed_repo / ".imported"
 
+    def debian_repo(self, stage: str) -> Path:
+        """The Debian packages a stage imports (its `debian` table), beside the graph's repo."""
+        return self.work / "repo" / f"{stage}.debian"
+
+    def debian_marker(self, stage: str) -> Path:
+        return self.debian_repo(stage) / ".imported"
+
+    def image(self, name: str, arch: str, fmt: str) -> Path:
+        return self.work / "image" / f"{name}-{arch}.{fmt}"
+
     @property
     def run_record(self) -> Path:
         return self.work / "run.toml"
@@ -103,6 +115,7 @@ class StageResult:
     seconds: float
     packages: tuple[PackageResult, ...] = ()
     reproducibility: tuple[Reproducibility, ...] = ()
+    image: Path | None = None  # the Image stage's disk
 
     @property
     def failures(self) -> tuple[PackageResult, ...]:
@@ -141,6 +154,11 @@ class Bootstrap:
     progress: Progress | None = field(default=None, compare=False)
     # Imports the lock's Debian packages into the seed repo as .ccs files: (lock, repo) -> None.
     seed_importer: Callable[[Path, Path], None] | None = field(default=None, compare=False)
+    # Imports a stage's Debian packages: (lock, spec, repo) -> None.
+    debian_importer: Callable[[Path, DebianSpec, Path], None] | None = field(default=None, compare=False)
+    image_format: str | None = None  # the Image stage's format and size, over its definition's
+    image_size: str | None = None
+    notice: Callable[[str], None] | None = field(default=None, compare=False)
 
     @property
     def layout(self) -> Layout:
@@ -166,8 +184,6 @@ class Bootstrap:
         reason = skip_reason(
             stage, self.target, skip_stage2=self.config.skip_stage2, skip_conary=self.config.skip_conary
         )
-        if not reason and stage.image is not None:
-            reason = "image building is not part of this bootstrap yet"
         return reason
 
     def request(self, stage: StageSpec) -> BuildRequest:
@@ -268,9 +284,13 @@ class Bootstrap:
         if reason:
             return StageResult(stage.name, SKIPPED, reason, 0.0)
         started = time.perf_counter()
+        if stage.image is not None:
+            return self._run_image(stage)
+        if stage.debian is not None:
+            self._import_debian(stage)
         recipes = self.profile.recipes_of(stage)
         if not recipes:
-            return StageResult(stage.name, DONE, "no recipes", 0.0)
+            return StageResult(stage.name, DONE, "no recipes", time.perf_counter() - started)
         request = self.request(stage)
         if self.progress is not None:
             progress = self.progress
@@ -285,6 +305,89 @@ class Bootstrap:
         if stage.rebuild:
             verdicts = self._compare(stage, report.results)
         return StageResult(stage.name, DONE, "", seconds, report.results, verdicts)
+
+    def _debian_lock(self, stage: StageSpec) -> Path:
+        assert stage.debian is not None
+        return self.profile.tree / "stages" / "seed" / f"{stage.debian.lock_name(self.target.arch)}.lock"
+
+    def _debian_digest(self, stage: StageSpec) -> str:
+        assert stage.debian is not None
+        lock = self._debian_lock(stage)
+        spec = f"{stage.debian.packages}|{stage.debian.omit}"
+        return hashlib.sha256(f"{_sha256(lock)}|{spec}".encode()).hexdigest()
+
+    def debian_imported(self, stage: StageSpec) -> bool:
+        marker = self.layout.debian_marker(stage.name)
+        return marker.is_file() and marker.read_text().strip() == self._debian_digest(stage)
+
+    def _import_debian(self, stage: StageSpec) -> None:
+        """The stage's Debian packages into its .debian repo, once per lock and package list."""
+        assert stage.debian is not None
+        lock = self._debian_lock(stage)
+        if not lock.is_file():
+            raise InputError(
+                f"stage {stage.name} needs the lock {lock.name}, which does not exist",
+                where=str(lock),
+                hint=f"write it with 'conary seed lock', or skip the stage (--skip-{stage.name})",
+            )
+        if self.debian_imported(stage):
+            return
+        if self.debian_importer is None:
+            raise ConaryError("this Conary cannot import Debian packages", where=str(lock))
+        repo = self.layout.debian_repo(stage.name)
+        if repo.is_dir():
+            shutil.rmtree(repo)  # a different list or lock: start over (cached .debs are reused)
+        repo.mkdir(parents=True)
+        self.debian_importer(lock, stage.debian, repo)
+        atomic_write_bytes(
+            self.layout.debian_marker(stage.name), (self._debian_digest(stage) + "\n").encode()
+        )
+
+    def image_inputs(self, stage: StageSpec) -> tuple[list[Path], list[str]]:
+        """The package files an Image stage may install (the current packages of each stage it
+        names as its root, and their Debian imports) and the names earlier stages add to it."""
+        files: list[Path] = []
+        extra: list[str] = []
+        for name in stage.root:
+            if name == "seed":
+                continue
+            earlier = self.profile.stage(name)
+            if self.skip_reason(earlier):
+                continue
+            extra += earlier.image_packages
+            if self.profile.recipes_of(earlier):
+                for package in status(self.request(earlier)):
+                    if package.state != DONE:
+                        raise InputError(
+                            f"stage {name} is not done ({package.name} is {package.state})",
+                            where=str(self.layout.work),
+                            hint=f"run 'conary bootstrap {name}' first",
+                        )
+                    files.append(kept_package(self.layout.state, package.key))
+            if earlier.debian is not None:
+                files += sorted(self.layout.debian_repo(name).glob("*.ccs"))
+        return files, extra
+
+    def image_definition(self, stage: StageSpec) -> ImageDefinition:
+        assert stage.image is not None
+        definition = load_definition(stage.image)
+        if self.image_format:
+            definition = definition.with_format(self.image_format)
+        if self.image_size:
+            definition = definition.with_size(self.image_size)
+        return definition
+
+    def image_path(self, stage: StageSpec) -> Path:
+        definition = self.image_definition(stage)
+        return self.layout.image(definition.name, self.target.arch, definition.format)
+
+    def _run_image(self, stage: StageSpec) -> StageResult:
+        files, extra = self.image_inputs(stage)
+        definition = self.image_definition(stage)
+        output = self.image_path(stage)
+        outcome = build_stage_image(definition, self.target, output, files, extra, say=self.notice)
+        what = "cached" if outcome.cached else f"built ({len(outcome.packages)} packages)"
+        return StageResult(stage.name, DONE, f"{what}: {outcome.path}", outcome.seconds, image=outcome.path)
 
     def seed_imported(self) -> bool:
         lock = lock_path(self.profile, self.target)
@@ -318,6 +421,16 @@ class Bootstrap:
             reason = self.skip_reason(stage)
             if reason:
                 out.append(StageStatus(stage.name, SKIPPED, reason, ()))
+                continue
+            if stage.image is not None:
+                disk = self.image_path(stage)
+                built = disk.is_file() and disk.with_name(disk.name + ".key").is_file()
+                state = DONE if built and not blocked else PENDING
+                out.append(StageStatus(stage.name, state, str(disk) if built else blocked, ()))
+                continue
+            if stage.debian is not None and not self.debian_imported(stage):
+                out.append(StageStatus(stage.name, PENDING, blocked or "Debian packages not imported", ()))
+                blocked = blocked or f"waiting for {stage.name}"
                 continue
             if not self.profile.recipes_of(stage) and not blocked:
                 out.append(StageStatus(stage.name, DONE, "no recipes", ()))
@@ -368,7 +481,13 @@ class Bootstrap:
         layout = self.layout
         removed: list[Path] = []
         if stage_name is None:
-            for path in (layout.state, layout.work / "repo", layout.run_record, layout.stage2_report):
+            for path in (
+                layout.state,
+                layout.work / "repo",
+                layout.work / "image",
+                layout.run_record,
+                layout.stage2_report,
+            ):
                 if path.is_dir():
                     shutil.rmtree(path)
                     removed.append(path)
@@ -382,6 +501,15 @@ class Bootstrap:
                 removed.append(layout.seed_repo)
             return removed
         stage = self.profile.stage(stage_name)
+        if stage.image is not None:
+            images = layout.work / "image"
+            if images.is_dir():
+                shutil.rmtree(images)
+                removed.append(images)
+            return removed
+        if stage.debian is not None and layout.debian_repo(stage.name).is_dir():
+            shutil.rmtree(layout.debian_repo(stage.name))
+            removed.append(layout.debian_repo(stage.name))
         if self.profile.recipes_of(stage) and self._inputs_ready(stage):
             for package in status(self.request(stage)):
                 kept = kept_package(layout.state, package.key) if package.key else None

@@ -37,7 +37,10 @@ _STAGE_KEYS = (
     "root",
     "break_edges",
     "image",
+    "image_packages",
+    "debian",
 )
+_DEBIAN_KEYS = ("lock", "packages", "omit")
 _TOP_KEYS = ("profile", "seed", "stages")
 
 
@@ -53,6 +56,20 @@ class SeedSpec:
 
 
 @dataclass(frozen=True)
+class DebianSpec:
+    """Debian binary packages a stage imports into its repo beside what its recipes build: the
+    closure of `packages` within the lock stages/seed/<lock>-<arch>.lock, without `omit` (names
+    whose job another package of the system does, and whose requirements are left out)."""
+
+    lock: str
+    packages: tuple[str, ...]
+    omit: tuple[str, ...]
+
+    def lock_name(self, arch: str) -> str:
+        return f"{self.lock}-{arch}"
+
+
+@dataclass(frozen=True)
 class StageSpec:
     name: str
     summary: str
@@ -63,6 +80,10 @@ class StageSpec:
     root: tuple[str, ...]  # "seed" and/or earlier stage names: the base of every build root
     break_edges: tuple[tuple[str, str], ...]
     image: Path | None
+    # What images of this bootstrap install from this stage when it ran (the Conary stage's
+    # `conary`), beside the packages the image definition names.
+    image_packages: tuple[str, ...] = ()
+    debian: DebianSpec | None = None
 
     def is_optional_for(self, arch: str) -> bool:
         return self.optional and arch not in self.required_for
@@ -279,7 +300,24 @@ class _Reader:
             root=root,
             break_edges=self.edges(raw.get("break_edges", []), f"{where}break_edges"),
             image=self.tree / image if image else None,
+            image_packages=self.strings(raw, "image_packages", where),
+            debian=self.debian(raw.get("debian"), f"{where}debian"),
         )
+
+    def debian(self, value: Any, where: str) -> DebianSpec | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(where, 'expected a table: { lock = "NAME", packages = [...], omit = [...] }')
+        self.keys(value, _DEBIAN_KEYS, f"{where}.")
+        spec = DebianSpec(
+            lock=self.string(value, "lock", f"{where}.", required=True),
+            packages=self.strings(value, "packages", f"{where}."),
+            omit=self.strings(value, "omit", f"{where}."),
+        )
+        if not spec.packages:
+            raise self.fail(f"{where}.packages", "name at least one Debian package")
+        return spec
 
     def edges(self, value: Any, key: str) -> tuple[tuple[str, str], ...]:
         ok = isinstance(value, list) and all(

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from conary.bootstrap.profile import Profile
+from conary.bootstrap.profile import DebianSpec, Profile
 from conary.bootstrap.seed import lock_path, seed_packages
 from conary.ccs import ensure_default_key
 from conary.debian.lock import read_lock, write_lock
-from conary.debian.seed import import_seed, lock_seed
+from conary.debian.seed import import_lock_packages, import_seed, lock_seed
 from conary.fetch import SourceCache, default_cache_dir
 from conary.targets import Target
 
@@ -59,5 +59,35 @@ def import_lock(
 
     _paths, warnings = import_seed(
         lock, SourceCache(cache_dir), repo, key, state_dir=apt_state_dir(cache_dir), on_event=on_event
+    )
+    return warnings
+
+
+def import_stage_debs(
+    lock_file: Path,
+    spec: DebianSpec,
+    repo: Path,
+    *,
+    source_cache: Path | None = None,
+    notice: Notice | None = None,
+) -> list[str]:
+    """A stage's Debian packages (its `debian` table) from *lock_file* into *repo*: the closure of
+    the spec's packages without its omitted names. Returns the warnings, as import_lock does."""
+    cache_dir = source_cache or default_cache_dir()
+    key, _created = ensure_default_key()
+
+    def on_event(phase: str, done: int, total: int, name: str) -> None:
+        if notice is not None and (done == total or done % 25 == 0):
+            notice(f"{lock_file.stem} {phase}: {done}/{total} ({name})")
+
+    _paths, warnings = import_lock_packages(
+        read_lock(lock_file),
+        SourceCache(cache_dir),
+        repo,
+        key,
+        packages=spec.packages,
+        omit=spec.omit,
+        state_dir=apt_state_dir(cache_dir),
+        on_event=on_event,
     )
     return warnings

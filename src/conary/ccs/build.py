@@ -204,7 +204,8 @@ def build_package(
     extra_provides / extra_requires: stated dependencies added to the scanned ones (an imported
     package's own metadata, say); a requirement the package satisfies itself is still dropped.
     drop_requires: scanned requirements to leave out, by kind and name (the caller knows they are
-    not for this system: the interpreter of a cross toolchain's target libraries, say).
+    not for this system: the interpreter of a cross toolchain's target libraries, say); the name
+    "*" leaves out every scanned requirement of its kind.
     progress: called from this thread as (phase, bytes done, bytes in all), phase "survey" (reading
     and hashing), then "compress" (compressing and writing; its total is an upper bound).
     Compressed objects wait in spool files in a temporary directory beside the output.

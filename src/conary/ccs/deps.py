@@ -220,11 +220,15 @@ def merge_dependencies(
     drop_requires: Iterable[Dependency] = (),
 ) -> tuple[tuple[Dependency, ...], tuple[Dependency, ...]]:
     """Scanned and stated dependencies together, sorted, without requirements the package provides
-    and without the scanned requirements named in *drop_requires* (by kind and name)."""
+    and without the scanned requirements named in *drop_requires* (by kind and name; the name "*"
+    drops every scanned requirement of that kind)."""
     all_provides = set(provides) | set(extra_provides)
     provided = {d.key for d in all_provides}
     dropped = {d.key for d in drop_requires}
-    kept = {d for d in requires if d.key not in provided and d.key not in dropped}
+    dropped_kinds = {kind for kind, name in dropped if name == "*"}
+    kept = {
+        d for d in requires if d.key not in provided and d.key not in dropped and d.kind not in dropped_kinds
+    }
     kept |= {d for d in extra_requires if d.key not in provided}
     return tuple(sorted(all_provides, key=_sort_key)), tuple(sorted(kept, key=_sort_key))
 

@@ -28,7 +28,8 @@ from conary.bootstrap import (
     save_config,
 )
 from conary.bootstrap.pipeline import Bootstrap, RunReport
-from conary.bootstrap.seedlock import import_lock, lock_the_seed
+from conary.bootstrap.profile import DebianSpec
+from conary.bootstrap.seedlock import import_lock, import_stage_debs, lock_the_seed
 from conary.cli import output
 from conary.errors import ConaryError, InputError
 from conary.graph import BuildEvent
@@ -158,6 +159,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         _work_option(stage)
         _keep_going_option(stage)
+        if name == "image":
+            stage.description += (
+                " The disk's path is the last line of output; with every input unchanged, the disk on "
+                "hand is kept."
+            )
+            stage.add_argument("--format", choices=("raw", "qcow2"), help="over the image definition's")
+            stage.add_argument(
+                "--size", metavar="S", help="root partition size, e.g. 256M (over the definition's)"
+            )
         stage.set_defaults(func=_run, until=name)
 
     run = sub.add_parser(
@@ -220,8 +230,8 @@ STAGE_HELP = {
     "stage1": "build the first stage (minimal: Linux headers and musl)",
     "stage2": "rebuild stage1 in a root of its own output and compare output digests",
     "base": "build the base system",
-    "conary": "build the Conary stage",
-    "image": "build the image stage",
+    "conary": "import Python from Debian's packages and package Conary itself",
+    "image": "build the bootable disk from the earlier stages' packages",
 }
 
 
@@ -412,12 +422,24 @@ def _bootstrap(args: argparse.Namespace, config: BootstrapConfig | None = None) 
                 "(the seed fixups stand in for what they make; see docs/debian-import.md)"
             )
 
+    def import_stage(lock: Path, spec: DebianSpec, repo: Path) -> None:
+        warnings = import_stage_debs(lock, spec, repo, source_cache=cache, notice=output.notice)
+        if warnings:
+            output.warn(
+                f"{len(warnings)} packages of {lock.name} have maintainer scripts that were not run "
+                "(see docs/debian-import.md)"
+            )
+
     return Bootstrap(
         config=config,
         profile=load_profile(config.profile),
         target=load_target(config.target),
         keep_going=bool(getattr(args, "keep_going", False)),
         seed_importer=import_seed,
+        debian_importer=import_stage,
+        image_format=getattr(args, "format", None),
+        image_size=getattr(args, "size", None),
+        notice=output.notice,
     )
 
 
@@ -490,6 +512,9 @@ def _print_run(report: RunReport) -> int:
             print(f"  not built because a dependency failed: {', '.join(blocked)}")
     if not report.ok:
         print("fix the failure, then run 'conary bootstrap resume'")
+    disks = [s.image for s in report.stages if s.image is not None]
+    if report.ok and disks:
+        print(disks[-1])
     return 0 if report.ok else 1
 
 

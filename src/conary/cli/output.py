@@ -15,6 +15,7 @@ def __getattr__(name: str) -> Any:
     costs every start-up ~30 ms and most commands print plain lines."""
     if name not in ("stdout", "stderr"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # on use: importing rich costs every start-up ~30 ms
     from rich.console import Console
 
     console = Console(stderr=name == "stderr", highlight=False, soft_wrap=True)

@@ -48,7 +48,7 @@ from conary.cook.runner import (
 from conary.cook.unpack import copy_source, unpack
 from conary.errors import ConaryError, InputError
 from conary.fetch import Fetcher, default_cache_dir, filename_from_url, make_fetcher
-from conary.recipe import Cross, MacroContext, Recipe, TargetMacros, load_recipe, native_target
+from conary.recipe import Cross, MacroContext, Recipe, TargetMacros, load_recipe, localtree, native_target
 
 Progress = Callable[[str], None]
 
@@ -427,9 +427,9 @@ def _local(path: str, recipe_dir: Path) -> Path:
 def _copy_tree(source: Path, dest: Path) -> int:
     if not source.is_dir():
         raise InputError(f"local source tree '{source}' is not a directory", where="source.path")
-    shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+    shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True, ignore=localtree.copy_ignore)
     newest = 0
-    for dirpath, _dirs, files in os.walk(source):
+    for dirpath, _dirs, files in localtree.walk(source):
         for name in files:
             with contextlib.suppress(OSError):
                 newest = max(newest, int(os.lstat(os.path.join(dirpath, name)).st_mtime))

@@ -26,9 +26,11 @@ def import_debs(
     *,
     jobs: int | None = None,
     on_done: Progress | None = None,
+    omit: Sequence[str] = (),
 ) -> list[ImportedPackage]:
     """Convert every .deb in *debs* into *output_dir*; results in the order of *debs*.
 
+    omit: package names whose requirements are left out (see import_deb).
     on_done(done, total, name) is called in this process as each package is written. The first
     failure stops the batch and is raised (packages already written stay: each is complete).
     """
@@ -40,14 +42,14 @@ def import_debs(
     results: dict[int, ImportedPackage] = {}
     if jobs == 1:
         for index, path in enumerate(paths):
-            results[index] = import_deb(path, output, key, workers=1)
+            results[index] = import_deb(path, output, key, workers=1, omit=omit)
             if on_done:
                 on_done(len(results), len(paths), results[index].name)
         return [results[i] for i in range(len(paths))]
     order = sorted(range(len(paths)), key=lambda i: -_size(paths[i]))
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
         pending: dict[Future[ImportedPackage], int] = {
-            pool.submit(import_deb, paths[i], output, key, workers=1): i for i in order
+            pool.submit(import_deb, paths[i], output, key, workers=1, omit=omit): i for i in order
         }
         try:
             while pending:

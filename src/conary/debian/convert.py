@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tarfile
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -120,8 +121,16 @@ def import_deb(
     signing_key: SigningKey | str | os.PathLike[str],
     *,
     workers: int | None = None,
+    omit: Collection[str] = (),
 ) -> ImportedPackage:
-    """Convert one .deb into ``<output_dir>/<name>-<version>-<release>.<arch>.ccs``."""
+    """Convert one .deb into ``<output_dir>/<name>-<version>-<release>.<arch>.ccs``.
+
+    Requirements are Debian's Depends and Pre-Depends, plus the soname and interpreter requirements
+    scanned from the ELF files. Scanned file and command requirements (from `#!` lines) are left
+    out: Debian's relations are the package's contract, and a script's `#!/usr/local/bin/python`
+    in an example is not a dependency. OMIT names packages whose requirements are left out too (a
+    root where another package does their job, such as busybox for dpkg's Essential tools); each
+    one left out is recorded in the provenance."""
     deb = DebFile(deb_path)
     control = deb.control()
     meta = package_meta(control)
@@ -133,6 +142,8 @@ def import_deb(
         tree.mkdir()
         extracted = extract_data(deb, tree, native_abi=native)
         requires, dropped = relations.requirements(control.get("Pre-Depends"), control.get("Depends"))
+        omitted = sorted({str(r) for r in requires if r.name in omit})
+        requires = [r for r in requires if r.name not in omit]
         provides = relations.provides(control.get("Provides"))
         # Each package is written in its own directory, then renamed into place: conversions run in
         # parallel into one output directory, and a build's scratch space is its own.
@@ -142,14 +153,18 @@ def import_deb(
             output_dir=Path(scratch) / "out",
             signing_key=signing_key,
             component_rules=DEB_COMPONENTS,
-            provenance=_provenance(deb, control, dropped),
+            provenance=_provenance(deb, control, dropped, omitted),
             source_date_epoch=min(extracted.newest_mtime, MAX_MTIME),
             split_debug=False,
             preserve_owner=extracted.owners_kept,
             workers=workers,
             extra_provides=provides,
             extra_requires=requires,
-            drop_requires=[Dependency("interpreter", p) for p in extracted.foreign_interpreters],
+            drop_requires=[
+                Dependency("file", "*"),
+                Dependency("binary", "*"),
+                *(Dependency("interpreter", p) for p in extracted.foreign_interpreters),
+            ],
         )
         final = output / path.name
         os.rename(path, final)
@@ -157,7 +172,9 @@ def import_deb(
     return ImportedPackage(final, meta.name, control.version, deb.path, tuple(sorted(control.scripts)))
 
 
-def _provenance(deb: DebFile, control: DebControl, dropped: list[str]) -> dict[str, object]:
+def _provenance(
+    deb: DebFile, control: DebControl, dropped: list[str], omitted: list[str]
+) -> dict[str, object]:
     fields = {k: v for k, v in control.fields.items() if k != "Description"}
     provenance: dict[str, object] = {
         "builder": "conary import deb",
@@ -172,6 +189,8 @@ def _provenance(deb: DebFile, control: DebControl, dropped: list[str]) -> dict[s
         provenance["debian.conffiles"] = list(control.conffiles)
     if dropped:
         provenance["debian.alternatives_not_required"] = dropped
+    if omitted:
+        provenance["debian.requirements_omitted"] = omitted
     return provenance
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from conary.ccs.keys import SigningKey
+from conary.debian import relations
 from conary.debian.batch import import_debs
+from conary.debian.debfile import DebControl, DebFile
 from conary.debian.errors import PinnedFileGone, SeedError
 from conary.debian.fixups import build_fixups_package, load_fixups
 from conary.debian.lock import PinnedDeb, SeedLock, current_version, private_apt, resolve_lock
@@ -245,3 +247,76 @@ def import_seed(
         fixup_file = seed_dir() / "fixups.toml" if fixups is True else Path(fixups)
         paths.append(build_fixups_package(load_fixups(fixup_file), output_dir, signing_key))
     return paths, [i.warning for i in imported if i.warning]
+
+
+def relation_closure(
+    controls: Mapping[str, DebControl], roots: Sequence[str], omit: Collection[str]
+) -> list[str]:
+    """The names of *roots* and everything they Depend or Pre-Depend on among *controls* (a lock's
+    packages by name), without the *omit* names and what only they pull in. A virtual name is
+    met by the packages that Provide it; of alternatives, the first the lock holds. Sorted."""
+    providers: dict[str, list[str]] = {}
+    for name, control in sorted(controls.items()):
+        providers.setdefault(name, []).append(name)
+        for group in relations.parse_relations(control.get("Provides")):
+            for rel in group:
+                providers.setdefault(rel.name, []).append(name)
+    missing = [r for r in roots if r not in providers]
+    if missing:
+        raise SeedError(
+            f"the lock holds no package {', '.join(missing)}",
+            hint="add it to the lock's packages and run 'conary seed lock' again",
+        )
+    seen: set[str] = set()
+    queue = [providers[r][0] for r in roots if r not in omit]
+    while queue:
+        name = queue.pop()
+        if name in seen or name in omit:
+            continue
+        seen.add(name)
+        control = controls[name]
+        for field_name in ("Pre-Depends", "Depends"):
+            for group in relations.parse_relations(control.get(field_name)):
+                if any(rel.name in omit for rel in group):
+                    continue
+                met = next((providers[rel.name][0] for rel in group if rel.name in providers), None)
+                if met is not None:
+                    queue.append(met)
+    return sorted(seen)
+
+
+def import_lock_packages(
+    lock: SeedLock,
+    cache: SourceCache,
+    output_dir: str | os.PathLike[str],
+    signing_key: SigningKey | str | os.PathLike[str],
+    *,
+    packages: Sequence[str],
+    omit: Collection[str] = (),
+    state_dir: Path,
+    etc_apt: Path = Path("/etc/apt"),
+    jobs: int | None = None,
+    on_event: Callable[[str, int, int, str], None] | None = None,
+) -> tuple[list[Path], list[str]]:
+    """Download *lock*'s .debs (when not cached) and convert the closure of *packages* without the
+    *omit* names, whose requirements are left out of the converted packages (see import_deb).
+    Returns the .ccs paths and the warnings to show, as import_seed does."""
+    debs = download_lock(
+        lock,
+        cache,
+        state_dir=state_dir,
+        etc_apt=etc_apt,
+        on_done=(lambda d, t, n: on_event("download", d, t, n)) if on_event else None,
+    )
+    by_name = {DebFile(path).control().package: path for path in debs}
+    controls = {name: DebFile(path).control() for name, path in by_name.items()}
+    chosen = relation_closure(controls, packages, omit)
+    imported = import_debs(
+        [by_name[name] for name in chosen],
+        output_dir,
+        signing_key,
+        jobs=jobs,
+        omit=sorted(omit),
+        on_done=(lambda d, t, n: on_event("import", d, t, n)) if on_event else None,
+    )
+    return [i.path for i in imported], [i.warning for i in imported if i.warning]

@@ -25,7 +25,7 @@ from typing import Any
 
 from conary.ccs import Manifest, open_package
 from conary.graph.errors import GraphError
-from conary.recipe import MacroContext, Recipe, TargetMacros
+from conary.recipe import MacroContext, Recipe, TargetMacros, localtree
 from conary.recipe.macros import native_target
 
 KEY_FORMAT = "conary-derivation-key V1"
@@ -114,9 +114,8 @@ def source_lines(recipe: Recipe, recipe_dir: Path) -> Iterator[str]:
 def tree_digest(root: Path) -> str:
     """sha256 over a local source tree: sorted relative paths, modes, contents and link targets."""
     h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
+    for dirpath, _dirnames, filenames in localtree.walk(root):
+        for name in filenames:
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
             if path.is_symlink():
@@ -140,7 +139,7 @@ def local_inputs(recipe: Recipe, recipe_dir: Path) -> list[str]:
     if recipe.source.path is not None:
         top = os.path.abspath(recipe_dir / recipe.source.path)
         found.append(top)
-        for dirpath, dirnames, filenames in os.walk(top):
+        for dirpath, dirnames, filenames in localtree.walk(top):
             found.extend(os.path.join(dirpath, name) for name in (*dirnames, *filenames))
     found.extend(os.path.abspath(recipe_dir / p.file) for p in recipe.patches if p.checksum is None)
     return sorted(found)

@@ -82,17 +82,24 @@ def _package_files(items: Sequence[str | Path]) -> list[Path]:
 
 
 def select_packages(
-    definition: ImageDefinition, items: Sequence[str | Path], keys: Sequence[PublicKey]
+    definition: ImageDefinition,
+    items: Sequence[str | Path],
+    keys: Sequence[PublicKey],
+    extra: Sequence[str] = (),
 ) -> list[PackageFile]:
-    """The package files the definition names (all of them when it names none), verified.
+    """The package files the definition names, with EXTRA names, and what they require from among
+    the given packages (all of them when it names none), verified.
 
     A name the definition lists that no given package provides is an error, raised before anything
-    is written."""
+    is written. A requirement no given package meets is left for the runtime's check to report."""
     found: dict[str, PackageFile] = {}
+    deps: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]] = {}
     for path in _package_files(items):
         with open_package(path, trusted_keys=list(keys)) as pkg:
             m = pkg.manifest
             entry = PackageFile(m.name, m.nevra, path, m.content_root)
+            provides = tuple(d.key for d in m.provides)
+            requires = tuple(d.key for d in m.requires)
         previous = found.get(entry.name)
         if previous is not None and previous.path != path:
             raise InputError(
@@ -101,7 +108,9 @@ def select_packages(
                 hint="give one file per package",
             )
         found[entry.name] = entry
-    wanted = definition.packages or tuple(sorted(found))
+        deps[entry.name] = (provides, requires)
+    named = tuple(dict.fromkeys((*definition.packages, *extra)))
+    wanted = named or tuple(sorted(found))
     missing = [name for name in wanted if name not in found]
     if missing:
         where = str(definition.path or "image definition")
@@ -112,7 +121,30 @@ def select_packages(
         )
     if not wanted:
         raise InputError("no packages to install", hint="name packages in the definition or pass --packages")
-    return [found[name] for name in wanted]
+    return [found[name] for name in _with_requirements(list(wanted), deps)]
+
+
+def _with_requirements(
+    names: list[str], deps: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]]
+) -> list[str]:
+    """NAMES, then each package that first meets a requirement of those chosen (the provider whose
+    name sorts first), until nothing more is met: an image names what it is for, not its libraries."""
+    providers: dict[tuple[str, str], list[str]] = {}
+    for name in sorted(deps):
+        for key in deps[name][0]:
+            providers.setdefault(key, []).append(name)
+    chosen = list(names)
+    met = {key for name in chosen for key in deps[name][0]}
+    i = 0
+    while i < len(chosen):
+        for key in deps[chosen[i]][1]:
+            if key in met or key not in providers:
+                continue
+            pick = providers[key][0]
+            chosen.append(pick)
+            met.update(deps[pick][0])
+        i += 1
+    return chosen
 
 
 def trusted_keys(paths: Sequence[str | Path]) -> list[tuple[Path, PublicKey]]:
@@ -217,11 +249,13 @@ def build_image(
     root: Path | None = None,
     packages: Sequence[str | Path] = (),
     trust: Sequence[str | Path] = (),
+    extra_packages: Sequence[str] = (),
     seed: str | None = None,
     source_date_epoch: int | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
-    """Build the disk OUTPUT (raw or qcow2, per the definition) for TARGET from ROOT or PACKAGES."""
+    """Build the disk OUTPUT (raw or qcow2, per the definition) for TARGET from ROOT or PACKAGES
+    (the definition's packages and EXTRA_PACKAGES, with what they require from PACKAGES)."""
     say = progress or (lambda message: None)
     if (root is None) == (not packages):
         raise InputError("give either a root directory or packages", hint="--root DIR or --packages PKG...")
@@ -243,7 +277,7 @@ def build_image(
     if definition.format == "qcow2":
         require_tool("qemu-img", "qemu-utils", "write qcow2 images")
     keys = trusted_keys(trust) if packages else []
-    selected = select_packages(definition, packages, [k for _, k in keys]) if packages else []
+    selected = select_packages(definition, packages, [k for _, k in keys], extra_packages) if packages else []
     if root is not None and not root.is_dir():
         raise InputError("root directory not found", where=str(root))
     output = output.absolute()

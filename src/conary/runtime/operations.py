@@ -303,6 +303,7 @@ def install(
 
 def _refuse_downgrades(before: Mapping[str, Selected], new: Mapping[str, Selected]) -> None:
     """update moves forward only; installing an older version is what install (or rollback) is for."""
+    # on use: the resolver brings resolvelib, which remove and installs of .ccs files never need
     from conary.runtime.resolver import compare_evr
 
     for name, sel in new.items():
