@@ -66,8 +66,10 @@ def test_the_image_boots_and_conary_lists_the_system(
     assert f"Command line: {inspect_image(disk).boot_entry['options']}" in console
     listed = console.split("conary: installed packages:", 1)[1].split("conary: booted x86_64", 1)[0]
     assert "'conary list' failed" not in listed, listed
-    names = {line.split()[0] for line in listed.strip().splitlines() if line.strip()}
-    assert {p.name for p in inspect_image(disk).packages} <= names, listed
+    # One line per package, NAME-VERSION-RELEASE.ARCH [components]: what the image's DB holds.
+    shown = {line.split()[0] for line in listed.strip().splitlines() if line.strip()}
+    expected = {f"{p.name}-{p.version}-{p.release}.{p.arch}" for p in inspect_image(disk).packages}
+    assert shown == expected, listed
 
 
 def test_a_rebuilt_image_is_byte_identical(minimal_x86_64: dict[str, object], tmp_path: Path) -> None:
