@@ -131,3 +131,16 @@ def test_no_op_rerun(minimal_x86_64: dict[str, object]) -> None:
     # Event lines read "conary: STAGE [i/n] ACTION NAME": every package is cached.
     events = [line.split() for line in again.stderr.splitlines() if line.startswith("conary: ")]
     assert events and all(words[3] == "cached" for words in events), again.stderr
+
+
+def test_a_leaf_change_rebuilds_exactly_it_and_the_image(minimal_x86_64: dict[str, object]) -> None:
+    """Last in this file: it changes the shared work dir's tree (the image still boots the same)."""
+    work, tree = minimal_x86_64["work"], minimal_x86_64["tree"]
+    hostname = tree / "recipes" / "minimal-init" / "hostname"
+    hostname.write_text("conary-leaf-change\n")
+    run = conary("bootstrap", "image", "--work", work)
+    events = [line.split() for line in run.stderr.splitlines() if line.startswith("conary: ")]
+    actions = {words[4]: words[3] for words in events if len(words) == 5 and words[3] != "start"}
+    assert actions["minimal-init"] == "built", run.stderr
+    assert {a for n, a in actions.items() if n != "minimal-init"} == {"cached"}, run.stderr
+    assert "image: done" in run.stdout and "built (" in run.stdout
