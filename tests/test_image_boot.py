@@ -1,5 +1,10 @@
 """The minimal image booted in QEMU (TCG) on x86_64, aarch64 and riscv64, until its init's marker.
 
+x86_64 boots through OVMF, aarch64 through AAVMF, riscv64 through OpenSBI and U-Boot's UEFI; each
+firmware starts systemd-boot from the disk's ESP, which starts the kernel of the BLS entry. riscv64 is
+also booted the direct way (OpenSBI starting the ESP's kernel), the fallback for machines without
+U-Boot or a riscv64 systemd-boot.
+
 Real kernels (recipes/linux.recipe.toml from Debian's orig tarball, cross-compiled with the target
 macros), the real minimal-init recipe, and busybox: Debian's busybox-static binary packed into a CCS
 for x86_64, tests/data/image/busybox.recipe.toml cross-compiled for aarch64 and riscv64 (the
@@ -11,11 +16,12 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from conary.image import build_image, inspect_image, load_definition
+from conary.image import boot_image, build_image, inspect_image, load_definition
 from conary.targets import load_target
 from helpers_image import minimal_packages
 
@@ -83,6 +89,36 @@ def test_aarch64_boots_through_aavmf(minimal_disk, cli, tmp_path: Path) -> None:
     assert result.out.strip() == "conary: booted aarch64"
     console = log.read_text(errors="replace")
     assert "Linux version 6.12.38" in console and "EFI stub" in console
+
+
+def test_riscv64_boots_through_opensbi_u_boot_and_systemd_boot(minimal_disk, cli, tmp_path: Path) -> None:
+    disk = minimal_disk("riscv64")
+    log = tmp_path / "boot.log"
+    result = _boot(cli, disk, "riscv64", log)
+    assert result.code == 0, result.err
+    assert result.out.strip() == "conary: booted riscv64"
+    console = log.read_text(errors="replace")
+    assert "OpenSBI" in console and "U-Boot " in console
+    # U-Boot started systemd-boot from the removable-media path, which started the kernel's EFI stub
+    # with the BLS entry's command line.
+    assert "efi/boot/bootriscv64.efi" in console and "EFI stub" in console
+    assert "Linux version 6.12.38" in console
+    options = inspect_image(disk).boot_entry["options"]
+    assert f"Kernel command line: {options}" in console
+
+
+def test_riscv64_boots_the_disks_kernel_directly(minimal_disk, tmp_path: Path) -> None:
+    disk = minimal_disk("riscv64")
+    target = load_target("riscv64")
+    direct = replace(target, qemu=replace(target.qemu, firmware="direct-kernel"))
+    log = tmp_path / "boot.log"
+    result = boot_image(disk, direct, expect="conary: booted riscv64", timeout=float(BOOT_TIMEOUT), log=log)
+    assert result.line == "conary: booted riscv64"
+    console = log.read_text(errors="replace")
+    # OpenSBI jumped straight into the ESP's kernel: no U-Boot, no EFI stub, the entry's options.
+    assert "U-Boot " not in console and "EFI stub" not in console
+    assert "Linux version 6.12.38" in console
+    assert f"Kernel command line: {inspect_image(disk).boot_entry['options']}" in console
 
 
 def _fails_with_one_line_and_the_tail(result, log: Path) -> None:

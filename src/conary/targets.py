@@ -23,7 +23,7 @@ class QemuSettings:
     machine: str
     cpu: str
     console: str
-    firmware: str  # "uefi" or "direct-kernel"
+    firmware: str  # "uefi", "u-boot" or "direct-kernel" (conary.image.boot)
     firmware_code: str | None = None
     firmware_vars: str | None = None
 

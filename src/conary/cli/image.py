@@ -24,8 +24,8 @@ examples:
   conary image boot arm.raw --arch aarch64 --expect 'conary: booted aarch64' --log boot.log
 
 Exit 0 once TEXT appears (the VM is then powered off); otherwise exit 1 with the console log's
-last lines. x86_64 and aarch64 boot through UEFI (OVMF, AAVMF) and systemd-boot; riscv64 starts
-the disk's kernel with QEMU's OpenSBI. Always TCG."""
+last lines. x86_64 and aarch64 boot through UEFI (OVMF, AAVMF) and systemd-boot; riscv64 through
+QEMU's OpenSBI, U-Boot's UEFI and systemd-boot. Always TCG."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

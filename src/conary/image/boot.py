@@ -6,8 +6,11 @@ How each target starts comes from toolchains/<arch>.toml (``qemu.firmware``):
 - ``uefi``: the firmware's code read-only and a private copy of its variable store as pflash (OVMF on
   x86_64, AAVMF on aarch64); the firmware finds systemd-boot at the ESP's removable-media path, which
   reads the BLS entry and starts the kernel from the ESP.
-- ``direct-kernel``: QEMU's bundled OpenSBI (``-bios default``) starts the kernel that the disk's ESP
-  holds, with the options of the disk's BLS entry: riscv64, for which Debian 12 has no systemd-boot.
+- ``u-boot``: QEMU's bundled OpenSBI (``-bios default``) starts U-Boot in S-mode (the firmware's code
+  given as ``-kernel``); U-Boot's UEFI finds systemd-boot at the ESP's removable-media path, and from
+  there the boot is the ``uefi`` one (riscv64).
+- ``direct-kernel``: OpenSBI starts the kernel that the disk's ESP holds, with the options of the
+  disk's BLS entry: for a target whose firmware or systemd-boot this machine lacks.
 
 The disk is attached with ``snapshot=on``: the guest's writes go to a temporary overlay, so a boot
 check never changes the disk it checks. The serial console goes to the log. On the expected text the
@@ -43,6 +46,7 @@ FAILURE_LINES = (
     "Boot Failed.",
     "BdsDxe: failed to load Boot",
     "Shell> ",  # the UEFI shell: the firmware found nothing it could boot
+    "EFI LOAD FAILED",  # U-Boot: the removable-media boot file failed to start or returned
 )
 # Terminal control sequences the firmware draws its screens with; dropped from the tail shown.
 _ANSI = re.compile(r"\x1b\[[0-9;?=]*[A-Za-z]")
@@ -51,7 +55,8 @@ QEMU_PACKAGES = {
     "qemu-system-aarch64": "qemu-system-arm",
     "qemu-system-riscv64": "qemu-system-misc",
 }
-FIRMWARE_PACKAGES = {"OVMF": "ovmf", "AAVMF": "qemu-efi-aarch64"}
+FIRMWARE_PACKAGES = {"OVMF": "ovmf", "AAVMF": "qemu-efi-aarch64", "u-boot": "u-boot-qemu"}
+FIRMWARES = ("uefi", "u-boot", "direct-kernel")
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,9 @@ def _firmware(path: str | None, arch: str) -> Path:
 
 
 def _disk_device(target: Target) -> str:
-    # virtio over PCI where the firmware enumerates PCI; riscv64's virt machine boots without PCI probing.
-    return "virtio-blk-device" if target.qemu.firmware == "direct-kernel" else "virtio-blk-pci"
+    # virtio over PCI where the UEFI firmware (OVMF, AAVMF) enumerates PCI. riscv64's virt machine has
+    # virtio-mmio transports, which U-Boot and the small kernel (no PCI) both drive.
+    return "virtio-blk-pci" if target.qemu.firmware == "uefi" else "virtio-blk-device"
 
 
 def qemu_command(target: Target, disk: Path, fmt: str, work: Path) -> list[str]:
@@ -134,6 +140,8 @@ def qemu_command(target: Target, disk: Path, fmt: str, work: Path) -> list[str]:
             "-drive",
             f"if=pflash,format=raw,unit=1,file={private_vars}",
         ]
+    elif q.firmware == "u-boot":
+        argv += ["-bios", "default", "-kernel", str(_firmware(q.firmware_code, target.arch))]
     elif q.firmware == "direct-kernel":
         kernel, options = _kernel_from_disk(disk, work)
         argv += ["-bios", "default", "-kernel", str(kernel), "-append", options]
@@ -141,7 +149,7 @@ def qemu_command(target: Target, disk: Path, fmt: str, work: Path) -> list[str]:
         raise InputError(
             f"unknown firmware {q.firmware!r}",
             where=f"toolchains/{target.arch}.toml: qemu.firmware",
-            hint="use uefi or direct-kernel",
+            hint=f"use one of {', '.join(FIRMWARES)}",
         )
     return argv
 

@@ -272,7 +272,7 @@ def build_image(
     # Everything checked before anything is written.
     repart = find_repart()
     image_tools(definition.filesystem)
-    if target.qemu.firmware == "uefi":
+    if target.qemu.firmware != "direct-kernel":  # firmware boot starts systemd-boot
         require_systemd_boot(target)
     if definition.format == "qcow2":
         require_tool("qemu-img", "qemu-utils", "write qcow2 images")
