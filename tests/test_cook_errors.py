@@ -75,7 +75,8 @@ def test_checksum_mismatch(cli, env: Path) -> None:
     assert line == (
         f"conary: error: checksum mismatch for {tarball}: expected {WRONG}, got {actual}; also tried: cache, "
         f"{tarball} (checksum mismatch at {tarball}: got {actual}) (hint: the source changed or is corrupt; "
-        "check it, and update the recipe's checksum only if the new bytes are trusted)"
+        "check it, and update the recipe's checksum only if the new bytes are trusted (--skip-verify "
+        "builds from them as they are, and says so))"
     )
     _assert_clean(env)
 

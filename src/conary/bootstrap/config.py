@@ -32,6 +32,9 @@ class BootstrapConfig:
     source_cache: Path | None = None  # None: conary.fetch's default cache
     skip_stage2: bool = False
     skip_conary: bool = False
+    # Build from a source's other bytes when its pinned ones are nowhere (a re-rolled tarball):
+    # warned about at every run, named in each such key and recorded in the packages' provenance.
+    skip_verify: bool = False
     # "lock": the seed is the Debian packages pinned in stages/seed/<arch>.lock; "host": the host's
     # /usr, read-only (quick, for trying a profile on a normal machine; not reproducible).
     seed: str = "lock"
@@ -45,6 +48,7 @@ class BootstrapConfig:
             "mirrors": list(self.mirrors),
             "skip_stage2": self.skip_stage2,
             "skip_conary": self.skip_conary,
+            "skip_verify": self.skip_verify,
             "seed": self.seed,
         }
         if self.source_cache is not None:
@@ -101,6 +105,7 @@ def load_config(work: Path) -> BootstrapConfig:
             source_cache=Path(data["source_cache"]) if data.get("source_cache") else None,
             skip_stage2=bool(data.get("skip_stage2", False)),
             skip_conary=bool(data.get("skip_conary", False)),
+            skip_verify=bool(data.get("skip_verify", False)),
             seed=str(data.get("seed", "lock")),
         )
     except KeyError as err:

@@ -212,6 +212,7 @@ class Bootstrap:
             keep_going=self.keep_going,
             source_cache=self.config.source_cache,
             mirrors=self.config.mirrors,
+            skip_verify=self.config.skip_verify,
         )
 
     # ------------------------------------------------------------------ running

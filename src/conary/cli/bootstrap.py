@@ -92,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="leave out the optional Conary stage (where the target does not require it)",
     )
+    _skip_verify_option(init)
     init.set_defaults(func=_init)
 
     check = sub.add_parser(
@@ -159,6 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         _work_option(stage)
         _keep_going_option(stage)
+        _skip_verify_option(stage)
         if name == "image":
             stage.description += (
                 " The disk's path is the last line of output; with every input unchanged, the disk on "
@@ -181,6 +183,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _keep_going_option(run)
     run.add_argument("--skip-stage2", action="store_true", help="leave out the optional Stage2 rebuild")
     run.add_argument("--skip-conary", action="store_true", help="leave out the optional Conary stage")
+    _skip_verify_option(run)
     run.set_defaults(func=_run, until=None)
 
     resume = sub.add_parser(
@@ -243,6 +246,17 @@ def _keep_going_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _skip_verify_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--skip-verify",
+        action="store_true",
+        help="escape hatch for a re-rolled tarball: when no place has a source's pinned bytes but one "
+        "has other bytes, build from those. Recorded in bootstrap.toml (it stays on for later runs), "
+        "warned about at every run and for every such source, part of each such package's key, and "
+        "recorded in its provenance (unverified_sources). The seed's .debs are always verified",
+    )
+
+
 def _work_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--work",
@@ -289,6 +303,7 @@ def _init(args: argparse.Namespace) -> int:
         source_cache=Path(args.source_cache).resolve() if args.source_cache else None,
         skip_stage2=args.skip_stage2,
         skip_conary=args.skip_conary,
+        skip_verify=args.skip_verify,
         seed=args.seed,
     )
     path = save_config(config)
@@ -363,9 +378,12 @@ def _dry_run(args: argparse.Namespace) -> int:
         seed=config.seed if config else "lock",
     )
     report = dry_run(load_profile(profile_name), load_target(arch), options)
+    skip_verify = bool(config and config.skip_verify)
     if args.json:
-        output.emit_json(report.to_json())
+        output.emit_json({**report.to_json(), "skip_verify": skip_verify})
     else:
+        if skip_verify:
+            print(f"skip-verify: ON ({_SKIP_VERIFY_NOTE})")
         _print_plan(report)
     return 0 if report.ok else 1
 
@@ -449,7 +467,9 @@ def _seed(args: argparse.Namespace) -> int:
     if not args.lock:
         if args.target or args.profile or args.output:
             raise InputError("--target, --profile and --output go with --lock", where="bootstrap seed")
-        return _print_run(_bootstrap(args, config).run("stage0"))
+        bootstrap = _bootstrap(args, config)
+        _warn_skip_verify(bootstrap.config)
+        return _print_run(bootstrap.run("stage0"))
     arch = args.target or (config.target if config else None)
     if arch is None:
         raise InputError(
@@ -468,13 +488,15 @@ def _seed(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config(Path(args.work))
-    if getattr(args, "skip_stage2", False) or getattr(args, "skip_conary", False):
+    if getattr(args, "skip_stage2", False) or getattr(args, "skip_conary", False) or args.skip_verify:
         config = dataclasses.replace(
             config,
-            skip_stage2=config.skip_stage2 or args.skip_stage2,
-            skip_conary=config.skip_conary or args.skip_conary,
+            skip_stage2=config.skip_stage2 or getattr(args, "skip_stage2", False),
+            skip_conary=config.skip_conary or getattr(args, "skip_conary", False),
+            skip_verify=config.skip_verify or args.skip_verify,
         )
         save_config(config)
+    _warn_skip_verify(config)
     bootstrap = _bootstrap(args, config)
     with _progress() as progress:
         report = dataclasses.replace(bootstrap, progress=progress).run(args.until)
@@ -483,9 +505,21 @@ def _run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     bootstrap = _bootstrap(args)
+    _warn_skip_verify(bootstrap.config)
     with _progress() as progress:
         report = dataclasses.replace(bootstrap, progress=progress).resume()
     return _print_run(report)
+
+
+_SKIP_VERIFY_NOTE = "sources whose bytes differ from their recipe's checksum are used"
+
+
+def _warn_skip_verify(config: BootstrapConfig) -> None:
+    if config.skip_verify:
+        output.warn(
+            f"--skip-verify is on for {config.work}: {_SKIP_VERIFY_NOTE}; each is named below, in "
+            "its package's key and in its provenance"
+        )
 
 
 def _print_run(report: RunReport) -> int:
@@ -565,6 +599,7 @@ def _status(args: argparse.Namespace) -> int:
             {
                 "profile": bootstrap.profile.name,
                 "target": bootstrap.target.arch,
+                "skip_verify": bootstrap.config.skip_verify,
                 "seed": "host"
                 if bootstrap.config.seed == "host"
                 else ("done" if bootstrap.seed_imported() else "pending"),
@@ -596,6 +631,8 @@ def _status(args: argparse.Namespace) -> int:
         else ("imported" if bootstrap.seed_imported() else "not imported yet")
     )
     print(f"{bootstrap.profile.name} for {bootstrap.target.arch} in {bootstrap.config.work}; seed: {seed}")
+    if bootstrap.config.skip_verify:
+        print(f"skip-verify: ON ({_SKIP_VERIFY_NOTE})")
     for stage in stages:
         note = f" ({stage.reason})" if stage.reason else ""
         print(f"{stage.name}: {stage.state} {stage.seconds:.1f}s{note}")

@@ -121,6 +121,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "warned about and recorded in the package's provenance (unsafe_host_root)",
     )
     p.add_argument(
+        "--skip-verify",
+        action="store_true",
+        help="escape hatch for a re-rolled tarball: when no place has a source's pinned bytes but "
+        "one has other bytes, use the first such bytes (cached under their own checksum); each such "
+        "source is warned about and recorded in the package's provenance (unverified_sources)",
+    )
+    p.add_argument(
         "--step-timeout",
         type=float,
         metavar="SECONDS",
@@ -209,6 +216,11 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("recipe file not found", where=str(recipe))
     if args.unsafe_host_root and os.geteuid() == 0 and args.hermetic:
         output.warn("--unsafe-host-root: build steps will run as host root; the packages will record it")
+    if args.skip_verify:
+        output.warn(
+            "--skip-verify: a source whose bytes differ from the recipe's checksum is used anyway; "
+            "the packages will record it"
+        )
     verbose = bool(getattr(args, "verbose", False))
     with _progress(enabled=not verbose and not args.json) as progress:
         options = CookOptions(
@@ -222,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
             host_seed=args.host_seed,
             step_timeout=args.step_timeout,
             unsafe_host_root=args.unsafe_host_root,
+            skip_verify=args.skip_verify,
+            warn=output.warn,
             memory=args.memory,
             pids=args.pids,
             jobs=args.jobs,
@@ -275,11 +289,22 @@ def _explain_failure(err: ConaryError) -> None:
 def _report_fetch(fetched: list[FetchedSource], as_json: bool) -> int:
     if as_json:
         output.emit_json(
-            [{"key": f.key, "url": f.url, "checksum": f.checksum, "path": str(f.path)} for f in fetched]
+            [
+                {
+                    "key": f.key,
+                    "url": f.url,
+                    "checksum": f.checksum,
+                    "actual": f.actual,
+                    "verified": f.substitute is None,
+                    "path": str(f.path),
+                }
+                for f in fetched
+            ]
         )
     else:
         for item in fetched:
-            print(f"{item.checksum}  {item.url}")
+            unverified = "" if item.substitute is None else f"  (UNVERIFIED: the bytes are {item.actual})"
+            print(f"{item.checksum}  {item.url}{unverified}")
     return 0
 
 

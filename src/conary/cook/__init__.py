@@ -21,6 +21,7 @@ from conary.cook.pipeline import (
     fetch_only,
     fetch_sources,
     source_items,
+    unverified_warning,
 )
 from conary.cook.unpack import FORMATS, UnpackError, UnpackResult, detect_format, unpack
 
@@ -45,4 +46,5 @@ __all__ = [
     "source_items",
     "step_environment",
     "unpack",
+    "unverified_warning",
 ]

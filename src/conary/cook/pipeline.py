@@ -47,7 +47,7 @@ from conary.cook.runner import (
 )
 from conary.cook.unpack import copy_source, unpack
 from conary.errors import ConaryError, InputError
-from conary.fetch import Fetcher, default_cache_dir, filename_from_url, make_fetcher
+from conary.fetch import Fetcher, Substitute, default_cache_dir, filename_from_url, make_fetcher
 from conary.recipe import Cross, MacroContext, Recipe, TargetMacros, load_recipe, localtree, native_target
 
 Progress = Callable[[str], None]
@@ -80,9 +80,14 @@ class CookOptions:
     source_date_epoch: int | None = None  # None: $SOURCE_DATE_EPOCH, else from the sources
     # The machine the recipe builds for (%(arch)s, %(cross_compile)s, ...); None: this machine.
     target: TargetMacros | None = None
+    # --skip-verify: a source whose every candidate has bytes other than the pinned ones is used
+    # anyway (conary.fetch.fetcher); each such source is warned about and recorded in provenance.
+    skip_verify: bool = False
     # Added to the manifest's provenance, e.g. {"derivation_key": ...} from the bootstrap.
     extra_provenance: Mapping[str, Any] = field(default_factory=dict, compare=False)
     progress: Progress | None = field(default=None, compare=False)
+    # Told each warning the moment it arises (an unverified source); None: nobody is told.
+    warn: Callable[[str], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         roots = tuple(Path(p) for p in self.sysroots)
@@ -96,8 +101,14 @@ class CookOptions:
 class FetchedSource:
     key: str  # recipe key path, e.g. "source.archive"
     url: str
-    checksum: str
-    path: Path  # the verified file in the source cache
+    checksum: str  # the recipe's pin
+    path: Path  # the file in the source cache (verified unless `substitute` says otherwise)
+    substitute: Substitute | None = None  # other bytes used for the pin (--skip-verify)
+
+    @property
+    def actual(self) -> str:
+        """The checksum of the bytes used: the pin, unless unverified bytes stood in for it."""
+        return self.substitute.actual if self.substitute is not None else self.checksum
 
 
 @dataclass(frozen=True)
@@ -176,9 +187,28 @@ def fetch_sources(recipe: Recipe, recipe_dir: Path, options: CookOptions) -> dic
     for key, url, checksum, debian in source_items(recipe, options.target):
         _note(options, f"fetch {url}", recipe.package.name)
         version = recipe.package.version if key == "source.archive" else None
-        path = fetcher.fetch(url, checksum, recipe_dir=recipe_dir, debian=debian, version=version)
-        fetched[key] = FetchedSource(key, url, checksum, Path(path))
+        got = fetcher.fetch_source(
+            url,
+            checksum,
+            recipe_dir=recipe_dir,
+            debian=debian,
+            version=version,
+            skip_verify=options.skip_verify,
+        )
+        fetched[key] = FetchedSource(key, url, checksum, Path(got.path), got.substitute)
+        if got.substitute is not None and options.warn is not None:
+            options.warn(unverified_warning(recipe.package.name, fetched[key]))
     return fetched
+
+
+def unverified_warning(package: str, item: FetchedSource) -> str:
+    """The one line that says a source was used without matching its pin (--skip-verify)."""
+    assert item.substitute is not None
+    name = filename_from_url(item.url) or item.url
+    return (
+        f"UNVERIFIED source {name} of {package} ({item.key}) from {item.substitute.origin}: the recipe "
+        f"pins {item.checksum}, the bytes are {item.actual}; used anyway (--skip-verify)"
+    )
 
 
 def fetch_only(recipe_paths: list[Path], options: CookOptions) -> list[FetchedSource]:
@@ -351,6 +381,7 @@ def _cook_in(
             if not item.key.startswith("patches.")
         ],
         "patches": patch_sums,
+        **_unverified_provenance(fetched),
         "builder": f"conary {__version__}",
         "sandbox": runner.mode,
         **({"unsafe_host_root": True} if unsafe else {}),
@@ -372,6 +403,17 @@ def _cook_in(
         key_created=key_created,
         warnings=tuple(warnings),
     )
+
+
+def _unverified_provenance(fetched: Mapping[str, FetchedSource]) -> dict[str, Any]:
+    """The sources used without matching their pins, pinned and actual checksum (none: no entry,
+    so a verified build's provenance is what it always was)."""
+    unverified = [
+        {"key": item.key, "url": item.url, "pinned": item.checksum, "actual": item.actual}
+        for item in fetched.values()
+        if item.substitute is not None
+    ]
+    return {"unverified_sources": unverified} if unverified else {}
 
 
 def _step_limits(recipe: Any, options: CookOptions) -> StepLimits:

@@ -12,11 +12,11 @@ See docs/sources.md for the lookup order, mirror layout and config, and the reci
 
 from __future__ import annotations
 
-from conary.fetch.cache import SourceCache, default_cache_dir
+from conary.fetch.cache import SourceCache, Substitute, default_cache_dir
 from conary.fetch.checksum import DIGEST_SIZES, Checksum, digest_file
 from conary.fetch.debian import DebianSourceProvider, DebianSpec, derive_source_entries
 from conary.fetch.errors import ChecksumMismatchError, FetchError
-from conary.fetch.fetcher import Fetcher, filename_from_url, make_fetcher
+from conary.fetch.fetcher import Fetched, Fetcher, filename_from_url, make_fetcher
 from conary.fetch.mirrors import (
     DirectoryMirror,
     HttpMirror,
@@ -35,10 +35,12 @@ __all__ = [
     "DebianSpec",
     "DirectoryMirror",
     "FetchError",
+    "Fetched",
     "Fetcher",
     "HttpMirror",
     "Mirror",
     "SourceCache",
+    "Substitute",
     "configured_mirrors",
     "default_cache_dir",
     "default_mirror_config_path",

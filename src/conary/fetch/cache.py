@@ -5,22 +5,40 @@ in the target directory, are verified, fsynced, then renamed into place. A crash
 no file under the final name and no temp file behind (only a killed process can leave a
 ``.<hex>.*.tmp`` file, which is never read). The layout is also the mirror layout, so a
 cache directory can serve as a mirror for another machine as it is.
+
+``--skip-verify`` (docs/sources.md) keeps the cache honest: bytes that differ from a recipe's pin are
+stored under their actual checksum like any other file, and a note at
+``<root>/.unverified/<algo>/<pinned hex>`` says which actual checksum stood in for the pinned one and
+where it came from. The note is read only by a run that skips verification; nothing else ever
+takes it as the pinned bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from conary.errors import ConaryError
 from conary.fetch.checksum import Checksum
 from conary.fetch.errors import ChecksumMismatchError
-from conary.fsutil import atomic_writer
+from conary.fsutil import atomic_write_bytes, atomic_writer
 
 _BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Substitute:
+    """Bytes that stood in for a pinned checksum they do not have (``--skip-verify``)."""
+
+    pinned: str  # the checksum the recipe pins, e.g. "sha256:..."
+    actual: str  # the checksum of the bytes used, under which the cache holds them
+    origin: str  # where those bytes came from (a file, a mirror URL, Debian's archive)
 
 
 def default_cache_dir() -> Path:
@@ -77,6 +95,28 @@ class SourceCache:
         """Copy *source* into the cache under *checksum* after verifying it."""
         with open(source, "rb") as stream:
             return self.add_stream(stream, checksum, origin=origin or str(source))
+
+    def note_substitute(self, substitute: Substitute) -> None:
+        """Record that *substitute.actual* stood in for *substitute.pinned* (written atomically)."""
+        cs = Checksum.parse(substitute.pinned)
+        data = {"actual": str(Checksum.parse(substitute.actual)), "origin": substitute.origin}
+        atomic_write_bytes(self._substitute_note(cs), (json.dumps(data, sort_keys=True) + "\n").encode())
+
+    def substitute_for(self, pinned: str | Checksum) -> Substitute | None:
+        """The bytes recorded as standing in for *pinned*, when the cache still holds them."""
+        cs = Checksum.parse(pinned)
+        try:
+            data = json.loads(self._substitute_note(cs).read_text(encoding="utf-8"))
+            actual = str(Checksum.parse(data["actual"]))
+            origin = str(data["origin"])
+        except (OSError, ValueError, KeyError, TypeError, ConaryError):
+            return None  # no note, or one a killed writer could not have left: not a substitute
+        if self.path_for(actual) is None:
+            return None
+        return Substitute(str(cs), actual, origin)
+
+    def _substitute_note(self, cs: Checksum) -> Path:
+        return self.root / ".unverified" / cs.algo / cs.hexdigest
 
     @contextlib.contextmanager
     def lock(self, checksum: str | Checksum) -> Iterator[None]:

@@ -32,7 +32,7 @@ class ChecksumMismatchError(FetchError):
             what,
             hint=hint
             or "the source changed or is corrupt; check it, and update the recipe's checksum "
-            "only if the new bytes are trusted",
+            "only if the new bytes are trusted (--skip-verify builds from them as they are, and says so)",
         )
         self.origin = origin
         self.expected = expected

@@ -5,17 +5,25 @@ each by checksum then by file name; the Debian source archive when the source na
 and last the URL itself. Debian goes before the URL because the archive is often reachable where
 upstream sites are not, and a dead upstream costs a connect timeout. Offline, only the cache, local
 files and directory mirrors are tried.
+
+With ``skip_verify`` (``--skip-verify``: an operator's escape hatch for a re-rolled tarball), a
+source whose every candidate had bytes other than the pinned ones is not a failure: the first such
+bytes in that order are taken, stored in the cache under their ACTUAL checksum, and a note in the
+cache records which checksum stood in for the pinned one (SourceCache.note_substitute). A later
+skip-verify fetch of the same pin takes the noted bytes without asking the network again. Missing
+bytes (nothing anywhere) still fail.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from conary.fetch.cache import SourceCache, default_cache_dir
+from conary.fetch.cache import SourceCache, Substitute, default_cache_dir
 from conary.fetch.checksum import Checksum
 from conary.fetch.debian import DebianSourceProvider, DebianSpec, default_state_dir
 from conary.fetch.errors import (
@@ -36,9 +44,23 @@ def filename_from_url(url: str) -> str:
 
 
 @dataclass(frozen=True)
+class Fetched:
+    """Where a source's bytes are in the cache, and whether they are the pinned ones."""
+
+    path: Path
+    substitute: Substitute | None = None  # set when unverified bytes stand in for the pin
+
+    @property
+    def verified(self) -> bool:
+        return self.substitute is None
+
+
+@dataclass(frozen=True)
 class _Mismatch:
     origin: str
     actual: str
+    # Gets the same place's bytes again into the cache, under the checksum given (their actual one).
+    retrieve: Callable[[Checksum], Path]
 
 
 class Fetcher:
@@ -83,17 +105,45 @@ class Fetcher:
         The cache file has no extension: take the archive format from the URL's file name.
         Raises FetchError (ChecksumMismatchError when some source had different bytes).
         """
+        return self.fetch_source(
+            url, checksum, recipe_dir=recipe_dir, debian=debian, filename=filename, version=version
+        ).path
+
+    def fetch_source(
+        self,
+        url: str,
+        checksum: str | Checksum,
+        *,
+        recipe_dir: Path | None = None,
+        debian: DebianSpec | str | None = None,
+        filename: str | None = None,
+        version: str | None = None,
+        skip_verify: bool = False,
+    ) -> Fetched:
+        """As fetch(); with *skip_verify*, bytes that differ from the pin are used when no
+        candidate has the pinned ones, and the result's `substitute` says so."""
         cs = Checksum.parse(checksum)
         spec = DebianSpec.parse(debian) if debian else None
         name = filename if filename is not None else filename_from_url(url)
+        found = self._cached(cs, skip_verify)
+        if found is not None:
+            return found
+        with self.cache.lock(cs):
+            found = self._cached(cs, skip_verify)  # another process may have fetched it meanwhile
+            if found is not None:
+                return found
+            return self._fetch_uncached(url, cs, recipe_dir, spec, name, version, skip_verify)
+
+    def _cached(self, cs: Checksum, skip_verify: bool) -> Fetched | None:
         hit = self.cache.path_for(cs)
         if hit is not None:
-            return hit
-        with self.cache.lock(cs):
-            hit = self.cache.path_for(cs)  # another process may have fetched it while we waited
-            if hit is not None:
-                return hit
-            return self._fetch_uncached(url, cs, recipe_dir, spec, name, version)
+            return Fetched(hit)
+        substitute = self.cache.substitute_for(cs) if skip_verify else None
+        if substitute is not None:
+            path = self.cache.path_for(substitute.actual)
+            if path is not None:
+                return Fetched(path, substitute)
+        return None
 
     def _fetch_uncached(
         self,
@@ -103,7 +153,8 @@ class Fetcher:
         spec: DebianSpec | None,
         name: str,
         version: str | None,
-    ) -> Path:
+        skip_verify: bool,
+    ) -> Fetched:
         tried: list[str] = ["cache"]
         mismatches: list[_Mismatch] = []
         debian_mismatch: DebianChecksumMismatch | None = None
@@ -116,28 +167,32 @@ class Fetcher:
                 except SourceUnavailable as exc:
                     reasons.append(exc.reason)
                 except ChecksumMismatchError as exc:
-                    mismatches.append(_Mismatch(exc.origin, exc.actual))
+                    again = functools.partial(self._from_location, location)
+                    mismatches.append(_Mismatch(exc.origin, exc.actual, again))
                     reasons.append(f"checksum mismatch at {location}: got {exc.actual}")
             tried.append(f"{label} ({'; '.join(dict.fromkeys(reasons))})")
             return None
 
         local = _local_path(url, recipe_dir)
         if local is not None and (found := attempt(str(local), [str(local)])):
-            return found
+            return Fetched(found)
         for mirror in self.mirrors:
             if self.offline and isinstance(mirror, HttpMirror):
                 tried.append(f"{mirror.describe()} (not tried: offline)")
                 continue
             if found := attempt(mirror.describe(), mirror.locations(cs, name or None)):
-                return found
+                return Fetched(found)
         if spec is not None:
             if self.offline:
                 tried.append(f"{self.debian.describe(spec)} (not tried: offline)")
             else:
                 try:
-                    return self.debian.retrieve(spec, cs, self.cache)
+                    return Fetched(self.debian.retrieve(spec, cs, self.cache))
                 except DebianChecksumMismatch as exc:
                     debian_mismatch = exc
+                    again = functools.partial(self.debian.retrieve, spec, cache=self.cache)
+                    origin = f"{self.debian.describe(spec)}: {exc.filename}"
+                    mismatches.append(_Mismatch(origin, exc.actual, again))
                     tried.append(f"{self.debian.describe(spec)} ({exc.reason})")
                 except SourceUnavailable as exc:
                     tried.append(f"{self.debian.describe(spec)} ({exc.reason})")
@@ -148,15 +203,36 @@ class Fetcher:
             elif self.offline:
                 tried.append(f"{url} (not tried: offline)")
             elif found := attempt(url, [url]):
-                return found
+                return Fetched(found)
         summary = ", ".join(tried)
+        if skip_verify and mismatches:
+            return self._substitute(cs, mismatches[0], name or url)
         if debian_mismatch is not None:
             raise _debian_mismatch(debian_mismatch, str(cs), version, name or url)
         if mismatches:
-            first = mismatches[0]
+            first = mismatches[0]  # the local, mirror and URL ones (Debian's was raised above)
             raise ChecksumMismatchError(first.origin, str(cs), first.actual, also_tried=summary)
         state = " (offline)" if self.offline else ""
         raise FetchError(f"{cs} not found{state}: tried {summary}", where=name or url, hint=OFFLINE_HINT)
+
+    def _substitute(self, pinned: Checksum, found: _Mismatch, where: str) -> Fetched:
+        """Take *found*'s bytes for *pinned* (skip-verify): cached under their actual checksum."""
+        actual = Checksum.parse(found.actual)
+        with self.cache.lock(actual):
+            path = self.cache.path_for(actual)
+            if path is None:
+                try:
+                    path = found.retrieve(actual)
+                except (SourceUnavailable, ChecksumMismatchError) as exc:
+                    now = exc.actual if isinstance(exc, ChecksumMismatchError) else exc.reason
+                    raise FetchError(
+                        f"{found.origin} changed while it was read: first {found.actual}, then {now}",
+                        where=where,
+                        hint="try again; bytes that change between two reads are not ones to build from",
+                    ) from None
+        substitute = Substitute(str(pinned), str(actual), found.origin)
+        self.cache.note_substitute(substitute)
+        return Fetched(path, substitute)
 
     def _from_location(self, location: str, cs: Checksum) -> Path:
         if location.startswith(("http://", "https://")):

@@ -44,6 +44,7 @@ class LocalExecutor:
     mirrors: tuple[str, ...] = ()
     offline: bool = False
     signing_key: Path | None = None
+    skip_verify: bool = False
 
     def cook(self, job: CookJob, on_step: Callable[[str], None]) -> Path:
         options = CookOptions(
@@ -51,6 +52,7 @@ class LocalExecutor:
             source_cache=self.source_cache,
             mirrors=self.mirrors,
             offline=self.offline,
+            skip_verify=self.skip_verify,
             jobs=job.jobs,
             workdir=job.workdir,
             key=self.signing_key,

@@ -60,10 +60,14 @@ class BuildRequest:
     source_cache: Path | None = None
     mirrors: tuple[str, ...] = ()
     offline: bool = False
+    # --skip-verify: sources are fetched before the keys, and one whose pinned bytes are nowhere is
+    # built from the other bytes found; each key names those bytes (conary.graph.unverified).
+    skip_verify: bool = False
     signing_key: Path | None = None  # None: the user's default key
     trusted_keys: tuple[Path, ...] = ()  # public keys the seed and base packages are signed with
     progress: Callable[[BuildEvent], None] | None = field(default=None, compare=False)
     executor: Executor | None = field(default=None, compare=False)  # None: LocalExecutor
+    warn: Callable[[str], None] | None = field(default=None, compare=False)  # None: to stderr
 
 
 @dataclass(frozen=True)

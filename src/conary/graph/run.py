@@ -48,6 +48,7 @@ from conary.graph.plan import (
 from conary.graph.roots import clean_partial_roots
 from conary.graph.session import Session, clean_partial_files, package_files, place, publish
 from conary.graph.store import Checkpoint, CheckpointStore, kept_package, packages_dir
+from conary.graph.unverified import prefetch
 
 # The session of the process a cook runs in. doit's process pool forks its workers from the
 # scheduler, and an SQLite connection must not cross a fork: each process opens its own.
@@ -61,9 +62,11 @@ def build(request: BuildRequest, *, dry_run: bool = False) -> BuildReport:
         if dry_run:
             return _Run(Session(request, store), dry_run).run()
         with _state_lock(Path(request.state)):
+            # Unverified bytes change keys, so their checksums must be known before any key is.
+            unverified = prefetch(request) if request.skip_verify else ()
             packages = [os.fspath(p) for p in package_files((*request.seed, *request.base), "seed package")]
             recipes = current_signatures(request.recipes, KeyContext(target=request.target), store)
-            print_ = snapshot.fingerprint(request, packages, recipes)
+            print_ = snapshot.fingerprint(request, packages, recipes, unverified)
             fast = _unchanged(request, store, print_)
             if fast is not None:
                 return fast
@@ -358,6 +361,7 @@ def _cook(session: Session, name: str, key: str, key_text: str) -> None:
         mirrors=request.mirrors,
         offline=request.offline,
         signing_key=request.signing_key,
+        skip_verify=request.skip_verify,
     )
     job = CookJob(
         name=name,

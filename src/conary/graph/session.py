@@ -22,6 +22,7 @@ from conary.graph.model import Graph, build_graph
 from conary.graph.plan import BuildRequest
 from conary.graph.roots import BuildRoot, RootPackage, assemble_root
 from conary.graph.store import Checkpoint, CheckpointStore, kept_package
+from conary.graph.unverified import source_cache, unverified_lines
 
 HOST_DPKG_STATUS = Path("/var/lib/dpkg/status")
 
@@ -109,6 +110,7 @@ class Session:
         self._checkpoints: dict[str, Checkpoint] = {}
         self._state_packages = os.fspath(self.state / "packages")
         self._output = os.fspath(request.output)
+        self._sources = source_cache(request)
 
     def _base_packages(self, paths: list[Path]) -> list[RootPackage]:
         """The seed's and base's packages with their output digests and provides. A package is
@@ -145,9 +147,16 @@ class Session:
             if cp is None:
                 return None
             digests[dep] = cp.output_digest
-        key = derivation_key(node.lines, self.context, digests)
+        key = derivation_key(self.recipe_lines(name), self.context, digests)
         self._keys[name] = key
         return key
+
+    def recipe_lines(self, name: str) -> tuple[str, ...]:
+        """NAME's own key lines: its recipe's, and with --skip-verify the unverified bytes it uses."""
+        lines = self.graph.nodes[name].lines
+        if self.request.skip_verify:
+            lines = (*lines, *unverified_lines(lines, self._sources))
+        return lines
 
     def checkpoint(self, name: str) -> Checkpoint | None:
         """The checkpoint of NAME's current key, if any. A row found is remembered (rows are never

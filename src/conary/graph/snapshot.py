@@ -27,9 +27,15 @@ from conary.graph.store import Checkpoint, CheckpointStore
 SNAPSHOT_FORMAT = "graph-snapshot 1"
 
 
-def fingerprint(request: BuildRequest, packages: Sequence[str], recipes: Sequence[tuple[str, str]]) -> str:
+def fingerprint(
+    request: BuildRequest,
+    packages: Sequence[str],
+    recipes: Sequence[tuple[str, str]],
+    unverified: Sequence[str] = (),
+) -> str:
     """The fingerprint of REQUEST's inputs; PACKAGES are its seed and base .ccs files, RECIPES the
-    (path, signature) of its recipe files (loader.current_signatures)."""
+    (path, signature) of its recipe files (loader.current_signatures), UNVERIFIED the sources
+    a --skip-verify run takes other bytes for (conary.graph.unverified.prefetch)."""
     fields = {
         "recipes": [os.path.abspath(p) for p in request.recipes],
         "stage": request.stage,
@@ -39,6 +45,8 @@ def fingerprint(request: BuildRequest, packages: Sequence[str], recipes: Sequenc
         "break_edges": sorted(request.break_edges),
         "seed": [os.path.abspath(p) for p in request.seed],
         "base": [os.path.abspath(p) for p in request.base],
+        "skip_verify": request.skip_verify,
+        "unverified": sorted(unverified),
     }
     h = hashlib.sha256()
     for line in (SNAPSHOT_FORMAT, CACHE_FORMAT, KEY_FORMAT, __version__, json.dumps(fields, sort_keys=True)):

@@ -62,7 +62,7 @@ def _key_text(session: Session, name: str) -> tuple[str, str]:
     for dep in node.deps:
         cp = session.checkpoint(dep)
         digests[dep] = cp.output_digest if cp is not None else "(not built)"
-    key = derivation_key(node.lines, session.context, digests)
+    key = derivation_key(session.recipe_lines(name), session.context, digests)
     return key.digest, key.text
 
 
