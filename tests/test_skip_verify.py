@@ -177,6 +177,31 @@ def test_cook_records_the_unverified_source_in_provenance(tmp_path: Path) -> Non
     assert payload == b"the release as re-rolled upstream\n"
 
 
+def test_cook_fetch_only_says_which_bytes_are_unverified(cli, tmp_path: Path) -> None:
+    recipe = tmp_path / "tiny.recipe.toml"
+    recipe.write_text(RECIPE.format(url=url(), checksum=sha256_of(PINNED)))
+    mirror, cache = mirror_with(tmp_path, REROLLED), tmp_path / "cache"
+    args = ("cook", "--fetch-only", "--json", "--source-cache", cache, "--mirror", mirror, recipe)
+    refused = cli(*args)
+    assert refused.code != 0 and "checksum mismatch" in refused.err and "--skip-verify builds" in refused.err
+
+    result = cli(*args, "--skip-verify")
+    assert result.code == 0
+    actual = sha256_of(REROLLED)
+    assert json.loads(result.out) == [
+        {
+            "key": "source.archive",
+            "url": recipe_url(recipe),
+            "checksum": sha256_of(PINNED),
+            "actual": actual,
+            "verified": False,
+            "path": str(cache / "sha256" / actual.removeprefix("sha256:")),
+        }
+    ]
+    assert "conary: warning: --skip-verify: a source whose bytes differ" in result.err
+    assert result.err.count("conary: warning: UNVERIFIED source tiny-1.0.tar of tiny") == 1
+
+
 def payload_of(package: Package) -> bytes:
     (entry,) = (f for f in package.files() if f.path == "usr/share/tiny/payload.txt")
     return package.read_file(entry)
