@@ -9,6 +9,7 @@ import shlex
 from conary import sandbox
 from conary.cli import output
 from conary.errors import InputError
+from conary.sandbox import cgroup
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Check user namespace support, then run a probe in a host-seed sandbox with a cook step's "
             "default limits and report each protection (user namespace, capabilities, no_new_privs, "
             "seccomp, nosuid/nodev, death signal, memory and process limits) as on or off, with the "
-            "reason read from inside. Exits 1 when the sandbox does not work or a protection is off."
+            "reason read from inside. Memory and process limits use cgroup v2 where a delegated group "
+            "offers the memory and pids controllers, rlimits otherwise; their lines say which and why. "
+            "Exits 1 when the sandbox does not work or a protection is off."
         ),
     )
     c.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -140,7 +143,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def check_command(args: argparse.Namespace) -> int:
     from conary.cook.runner import DEFAULT_MEMORY, DEFAULT_PIDS  # the cook's step defaults
-    from conary.sandbox.inspect import protections
+    from conary.sandbox.inspect import limits_mechanism, protections
 
     spec = sandbox.SandboxSpec(
         operations=(*sandbox.base_ops(), *sandbox.host_toolchain_ops()),
@@ -148,7 +151,8 @@ def check_command(args: argparse.Namespace) -> int:
         limits=sandbox.Limits(memory=DEFAULT_MEMORY, pids=DEFAULT_PIDS),
     )
     sandbox.check_support()
-    found = protections(spec)
+    support = cgroup.detect()
+    found = protections(spec, support)
     works = found[0].name != "sandbox"
     ok = works and all(p.on for p in found)
     mode = "root mapped to an unprivileged id" if spec.maps_root else "with a user namespace"
@@ -160,6 +164,7 @@ def check_command(args: argparse.Namespace) -> int:
                 "ok": ok,
                 "mode": mode,
                 "protections": [{"name": p.name, "on": p.on, "reason": p.reason} for p in found],
+                "limits": {"mechanism": limits_mechanism(support), "cgroup_v2": support.reason},
             }
         )
     else:

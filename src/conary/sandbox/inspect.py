@@ -2,23 +2,24 @@
 
 Nothing here is taken from the spec on trust: capabilities, no_new_privs and seccomp come from the
 probe's /proc/self/status, the id map from its uid_map, the mount flags from its mountinfo, the
-limits from its /proc/self/limits.
+limits from its /proc/self/limits and, when cgroup v2 is in force, its group from /proc/self/cgroup.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
 
+from conary.sandbox import cgroup
 from conary.sandbox.privileges import KEPT_CAPABILITIES, KEPT_MASK
 from conary.sandbox.runner import run
 from conary.sandbox.spec import SandboxSpec
 
 _PROBE = (
     "cat /proc/self/status; echo '--- uid_map'; cat /proc/self/uid_map; echo '--- mountinfo'; "
-    "cat /proc/self/mountinfo; echo '--- limits'; cat /proc/self/limits"
+    "cat /proc/self/mountinfo; echo '--- limits'; cat /proc/self/limits; "
+    "echo '--- cgroup'; cat /proc/self/cgroup"
 )
 
 
@@ -50,25 +51,16 @@ def _cap_names(mask: int) -> str:
     return " ".join(names) or "none"
 
 
-def cgroup_v2_writable(root: str = "/sys/fs/cgroup") -> tuple[bool, str]:
-    """Whether a cgroup v2 hierarchy is mounted at *root* and writable here, and why not."""
-    try:
-        with open("/proc/self/mountinfo") as handle:
-            types = {f.split()[4]: f.split(" - ")[1].split()[0] for f in handle if " - " in f}
-    except OSError as err:
-        return False, f"cannot read the mount table: {err.strerror}"
-    kind = types.get(root)
-    if kind is None:
-        return False, f"nothing is mounted at {root}"
-    if kind != "cgroup2":
-        return False, f"{root} is cgroup v1 ({kind}), not the unified cgroup v2 hierarchy"
-    if not os.access(root, os.W_OK):
-        return False, f"{root} is cgroup v2 but not writable here"
-    return True, f"{root} is a writable cgroup v2 hierarchy"
+def limits_mechanism(support: cgroup.Support) -> str:
+    """The mechanism that bounds a step's memory and processes: "cgroup v2" or "rlimits"."""
+    return "cgroup v2" if support.usable else "rlimits"
 
 
-def protections(spec: SandboxSpec) -> list[Protection]:
-    """Run the probe in *spec* and report each protection as on or off, with the reason."""
+def protections(spec: SandboxSpec, support: cgroup.Support | None = None) -> list[Protection]:
+    """Run the probe in *spec* and report each protection as on or off, with the reason. *support*
+    is what cgroup.detect() says (asked here when not given)."""
+    if support is None:
+        support = cgroup.detect()
     with tempfile.TemporaryFile() as out:
         code = run(spec, ["sh", "-c", _PROBE], stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         out.seek(0)
@@ -130,15 +122,27 @@ def protections(spec: SandboxSpec) -> list[Protection]:
     )
 
     limits = {line[:26].strip(): line[26:].split() for line in sections.get("limits", [])[1:]}
-    cgroup, why = cgroup_v2_writable()
-    engine = "cgroup v2 is writable here but not used yet" if cgroup else f"no cgroup v2: {why}"
-    for name, row, rlimit in (
-        ("memory limit", "Max address space", "RLIMIT_AS"),
-        ("process limit", "Max processes", "RLIMIT_NPROC"),
+    group = cgroup.own_cgroup("\n".join(sections.get("cgroup", [])))
+    in_step_group = group is not None and cgroup.STEP_PREFIX in group.rsplit("/", 1)[-1]
+    for name, row, rlimit, knob, value in (
+        ("memory limit", "Max address space", "RLIMIT_AS", "memory.max", spec.limits.memory),
+        ("process limit", "Max processes", "RLIMIT_NPROC", "pids.max", spec.limits.pids),
     ):
         soft = (limits.get(row) or ["?"])[0]
-        if soft == "unlimited":
-            found.append(Protection(name, False, f"unlimited: no {rlimit} set ({engine})"))
+        if support.usable:
+            # The group is gone when the probe ends: what is read from inside is that the probe ran in
+            # a step group of its own (the value is the one the group was given).
+            if value is None or not in_step_group:
+                where = f"the probe ran in {group}" if group else "the probe's cgroup is unknown"
+                found.append(Protection(name, False, f"no {knob}: {where} ({support.reason})"))
+            else:
+                found.append(
+                    Protection(name, True, f"{value} by cgroup v2 {knob} of {group} ({support.reason})")
+                )
+        elif soft == "unlimited":
+            found.append(
+                Protection(name, False, f"unlimited: no {rlimit} set (cgroup v2 not used: {support.reason})")
+            )
         else:
-            found.append(Protection(name, True, f"{soft} by {rlimit} ({engine})"))
+            found.append(Protection(name, True, f"{soft} by {rlimit} (cgroup v2 not used: {support.reason})"))
     return found

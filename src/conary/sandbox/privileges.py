@@ -63,7 +63,12 @@ class _CapData(ctypes.Structure):
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one sandboxed command; None leaves that limit as the caller has it."""
+    """Resource limits of one sandboxed command; None leaves that limit as the caller has it.
+
+    Where the caller has a delegated cgroup v2 group (conary.sandbox.cgroup), the command gets a group
+    of its own: memory.max = memory (the whole command's memory, swap.max 0), pids.max = pids + 2 (its
+    processes and threads, plus the sandbox's outer process and init), and no rlimit is set. Otherwise:
+    """
 
     memory: int | None = None  # bytes of address space per process (RLIMIT_AS)
     pids: int | None = None  # processes and threads of its user in its user namespace (RLIMIT_NPROC)

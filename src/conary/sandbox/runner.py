@@ -12,6 +12,7 @@ caller raises as SandboxError; an empty pipe means the command was started.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -23,10 +24,11 @@ from collections.abc import Sequence
 from typing import IO
 
 from conary.errors import ConaryError
-from conary.sandbox import privileges, seccomp
+from conary.sandbox import cgroup, privileges, seccomp
 from conary.sandbox import syscalls as sc
 from conary.sandbox.errors import SandboxError, SandboxTimeout
 from conary.sandbox.ops import INIT_PID_NAMESPACE_INODE, Bind, Context, Dev, Operation, sources
+from conary.sandbox.privileges import Limits
 from conary.sandbox.spec import MAPPED_ID_BASE, MAPPED_ID_COUNT, SandboxSpec
 from conary.sandbox.support import check_support
 
@@ -41,6 +43,8 @@ _INIT_NAME = b"conary-sandbox-init"
 _EXEC_FAILED = 127
 # Forwarded by the init to the command; everything else an init would ignore.
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+# A step's group also holds the sandbox's own two processes (the outer child and the init).
+_SANDBOX_PROCESSES = 2
 
 
 def run(
@@ -74,6 +78,27 @@ def run(
             if isinstance(op, Bind) and not op.readonly:
                 hand_over(op.source)
     streams = [_fileno(s) for s in (stdin, stdout, stderr)]
+    group = _step_group(spec.limits)
+    if group is not None:
+        spec = dataclasses.replace(spec, limits=Limits())  # the group's limits replace the rlimits
+    try:
+        status = _fork_and_wait(spec, flags, mapped, operations, command, streams, group, timeout)
+    finally:
+        if group is not None:
+            _report_and_remove(group, streams[2])
+    return _exit_code(status)
+
+
+def _fork_and_wait(
+    spec: SandboxSpec,
+    flags: int,
+    mapped: bool,
+    operations: Sequence[Operation],
+    command: list[str],
+    streams: list[int | None],
+    group: cgroup.StepGroup | None,
+    timeout: float | None,
+) -> int:
     nested = os.stat("/proc/self/ns/pid").st_ino != INIT_PID_NAMESPACE_INODE
     uid, gid = os.geteuid(), os.getegid()
     caller = os.getpid()
@@ -87,7 +112,9 @@ def run(
     if pid == 0:
         try:
             os.close(read_end)
-            _outer(spec, flags, mapped, nested, operations, command, streams, write_end, uid, gid, caller)
+            _outer(
+                spec, flags, mapped, nested, operations, command, streams, write_end, uid, gid, caller, group
+            )
         except BaseException as exc:
             _report(write_end, exc)
         os._exit(_SETUP_FAILED)
@@ -102,7 +129,52 @@ def run(
         os.close(read_end)
     if message:
         raise SandboxError(**json.loads(message))
-    return _exit_code(status)
+    return status
+
+
+def _step_group(limits: Limits) -> cgroup.StepGroup | None:
+    """The command's own cgroup v2 group with its limits, when the caller has a delegated group; None
+    when there are no limits to set or cgroup v2 is not usable (the rlimits apply, see cgroup.detect)."""
+    if limits.memory is None and limits.pids is None:
+        return None
+    support = cgroup.detect()
+    if not support.usable or support.parent is None:
+        return None
+    pids = None if limits.pids is None else limits.pids + _SANDBOX_PROCESSES
+    try:
+        cgroup.prepare(support)
+        return cgroup.StepGroup.create(support.parent, limits.memory, pids)
+    except OSError as err:
+        raise SandboxError(
+            f"cannot make the command's cgroup: {err.strerror}",
+            where=err.filename or support.parent,
+            hint=f"cgroup v2 looked usable ({support.reason}); check its delegation",
+        ) from None
+
+
+def _report_and_remove(group: cgroup.StepGroup, stderr: int | None) -> None:
+    """Say in the command's error stream when its group's limits stopped it, then remove the group."""
+    events = group.events()
+    notes = []
+    if events.oom_kills:
+        notes.append(
+            f"conary: the command ran out of memory: its cgroup's memory.max was reached "
+            f"and the kernel killed it ({events.oom_kills} OOM kill(s))\n"
+        )
+    if events.fork_refusals:
+        notes.append(
+            f"conary: the command reached its cgroup's pids.max: {events.fork_refusals} fork(s) refused\n"
+        )
+    target = 2 if stderr is None else stderr
+    if notes and target != subprocess.DEVNULL:
+        try:
+            os.write(target, "".join(notes).encode())
+        except OSError:
+            pass
+    try:
+        group.remove()
+    except OSError as err:
+        raise SandboxError(f"cannot remove the command's cgroup: {err.strerror}", where=group.path) from None
 
 
 def hand_over(path: str) -> None:
@@ -210,12 +282,18 @@ def _outer(
     uid: int,
     gid: int,
     caller: int,
+    group: cgroup.StepGroup | None,
 ) -> None:
     # Dies with the caller, even by SIGKILL; the init below dies with this process, and every process
     # of the sandbox with the init (it is PID 1 of their namespace).
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != caller:  # the caller died before the death signal was armed
         os._exit(_SETUP_FAILED)
+    if group is not None:
+        # Joined before the init is forked, so the init and every process of the command are born in
+        # the group; done with the caller's credentials, before any namespace changes them.
+        group.join()
+        os.close(group.procs_fd)
     # A terminal's Ctrl-C should kill the sandbox, not raise KeyboardInterrupt in a copy of the caller.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)

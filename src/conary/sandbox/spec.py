@@ -7,6 +7,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from conary.sandbox import cgroup
 from conary.sandbox import syscalls as sc
 from conary.sandbox.errors import SandboxError
 from conary.sandbox.ops import Operation, plan
@@ -39,7 +40,8 @@ class SandboxSpec:
       the command keeps host uid 0 (True) or runs in a user namespace of its own with ids 0-65535
       mapped to MAPPED_ID_BASE... (False). None: host root only with a chroot_root (scriptlets write a
       real root as its owner). Either way it gets only the kept capabilities, no_new_privs and seccomp.
-    - limits: memory and process limits of the command (rlimits).
+    - limits: memory and process limits of the command: a cgroup v2 group of its own where the caller
+      has a delegated one (conary.sandbox.cgroup), rlimits otherwise.
     """
 
     operations: tuple[Operation, ...]
@@ -131,6 +133,12 @@ def describe(spec: SandboxSpec) -> list[str]:
     )
     limits = [f"{k} {v}" for k, v in (("memory", spec.limits.memory), ("pids", spec.limits.pids)) if v]
     if limits:
-        lines.append("limits: " + ", ".join(limits))
+        support = cgroup.detect()
+        how = (
+            f"a cgroup v2 group of its own under {support.parent}"
+            if support.usable
+            else f"RLIMIT_AS and RLIMIT_NPROC; cgroup v2 not used: {support.reason}"
+        )
+        lines.append("limits: " + ", ".join(limits) + f" (by {how})")
     lines.append("run: the command as the child of an init (PID 1) that reaps and forwards its exit code")
     return lines
