@@ -28,6 +28,8 @@ import signal
 import time
 from dataclasses import dataclass
 
+from conary.sandbox.syscalls import write_control
+
 CONTROLLERS = ("memory", "pids")
 # The caller's own leaf below the delegated group, and the prefix of each command's group.
 LEAF = "conary.leaf"
@@ -281,16 +283,6 @@ def detect(proc: str = "/proc") -> Support:
     return assess(gather(proc))
 
 
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, text.encode())
-    except OSError as err:
-        raise OSError(err.errno, f"write {text.strip()!r}: {err.strerror}", path) from None
-    finally:
-        os.close(fd)
-
-
 def prepare(support: Support) -> None:
     """Move the caller into its leaf (once), enable memory and pids for the parent's children, and
     remove the step groups of conary processes that died without removing theirs."""
@@ -298,11 +290,11 @@ def prepare(support: Support) -> None:
     parent = support.parent
     if support.leaf is not None:
         os.makedirs(support.leaf, exist_ok=True)
-        _write(f"{support.leaf}/cgroup.procs", str(os.getpid()))
+        write_control(f"{support.leaf}/cgroup.procs", str(os.getpid()))
     enabled = names(_read(f"{parent}/cgroup.subtree_control"))
     wanted = [c for c in CONTROLLERS if c not in enabled]
     if wanted:
-        _write(f"{parent}/cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
+        write_control(f"{parent}/cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
     remove_stale(parent)
 
 
@@ -354,14 +346,14 @@ class StepGroup:
         os.mkdir(path, 0o755)
         try:
             if memory is not None:
-                _write(f"{path}/memory.max", str(memory))
+                write_control(f"{path}/memory.max", str(memory))
                 if os.path.exists(f"{path}/memory.swap.max"):  # absent without swap accounting
-                    _write(f"{path}/memory.swap.max", "0")
+                    write_control(f"{path}/memory.swap.max", "0")
                 if os.path.exists(f"{path}/memory.oom.group"):
                     # An out-of-memory kill takes the whole command, not just its largest process.
-                    _write(f"{path}/memory.oom.group", "1")
+                    write_control(f"{path}/memory.oom.group", "1")
             if pids_max is not None:
-                _write(f"{path}/pids.max", str(pids_max))
+                write_control(f"{path}/pids.max", str(pids_max))
             fd = os.open(f"{path}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
         except BaseException:
             os.rmdir(path)
@@ -402,7 +394,7 @@ class StepGroup:
     def _kill_all(self) -> None:
         if os.path.exists(f"{self.path}/cgroup.kill"):  # Linux 5.14 and later: the whole group at once
             try:
-                _write(f"{self.path}/cgroup.kill", "1")
+                write_control(f"{self.path}/cgroup.kill", "1")
                 return
             except OSError:
                 pass

@@ -353,18 +353,9 @@ def _write_id_maps(spec: SandboxSpec, uid: int, gid: int) -> None:
         ("gid_map", f"{spec.gid} {gid} 1\n"),
     ):
         path = f"/proc/self/{name}"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            if name == "setgroups":
-                continue
-            raise
-        try:
-            os.write(fd, text.encode())
-        except OSError as err:
-            raise OSError(err.errno, f"write {text.strip()!r}: {err.strerror}", path) from None
-        finally:
-            os.close(fd)
+        if name == "setgroups" and not os.path.exists(path):
+            continue
+        sc.write_control(path, text)
 
 
 # --- init: PID 1 of the sandbox ----------------------------------------------------------------------
@@ -422,15 +413,7 @@ def _init(
 
 def _write_range_maps(pid: int) -> None:
     for name in ("uid_map", "gid_map"):
-        path = f"/proc/{pid}/{name}"
-        text = f"0 {MAPPED_ID_BASE} {MAPPED_ID_COUNT}\n"
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, text.encode())
-        except OSError as err:
-            raise OSError(err.errno, f"write {text.strip()!r}: {err.strerror}", path) from None
-        finally:
-            os.close(fd)
+        sc.write_control(f"/proc/{pid}/{name}", f"0 {MAPPED_ID_BASE} {MAPPED_ID_COUNT}\n")
 
 
 def _enter_mapped_user_namespace(unshared: int, mapped: int) -> None:

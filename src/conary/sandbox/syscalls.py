@@ -162,6 +162,18 @@ def loopback_up() -> None:
             raise OSError(err.errno, f"ioctl(SIOCSIFFLAGS, IFF_UP): {os.strerror(err.errno)}", "lo") from None
 
 
+def write_control(path: str, text: str) -> None:
+    """Write *text* to a kernel control file (/proc/PID/uid_map, a cgroup's cgroup.procs...) in one
+    write(2), as the kernel parses each write on its own; the error names the text and the file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    except OSError as err:
+        raise OSError(err.errno, f"write {text.strip()!r}: {err.strerror}", path) from None
+    finally:
+        os.close(fd)
+
+
 _CLONE_NAMES = (
     (CLONE_NEWUSER, "user"),
     (CLONE_NEWNS, "mount"),
