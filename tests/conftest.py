@@ -88,7 +88,7 @@ def shared_source_cache() -> Path:
 
 
 @pytest.fixture(scope="session")
-def minimal_x86_64(tmp_path_factory: pytest.TempPathFactory, shared_source_cache: Path) -> dict[str, object]:
+def minimal_x86_64(shared_source_cache: Path) -> dict[str, object]:
     """The minimal profile bootstrapped for x86_64 through the Image stage, once per run, in a copy
     of the distro tree: the seed and Conary-stage locks are the shipped ones, or refreshed into the
     copy when Debian has replaced a pinned .deb (tests/helpers_deb.py says which)."""
@@ -96,8 +96,11 @@ def minimal_x86_64(tmp_path_factory: pytest.TempPathFactory, shared_source_cache
     from conary.recipe.localtree import copy_ignore
     from helpers_deb import lock_files
 
-    base = tmp_path_factory.mktemp("bootstrap-minimal")
+    # Kept under .cache like the source cache, so a later run on this checkout finds every
+    # checkpoint (CI starts from a fresh clone and builds once); the tree copy is made afresh.
+    base = Path(os.environ.get("CONARY_TEST_BOOTSTRAP_DIR", REPO_ROOT / ".cache" / "test-bootstrap"))
     tree = base / "tree"
+    shutil.rmtree(tree, ignore_errors=True)
     for name in ("stages", "recipes", "images", "src"):
         shutil.copytree(REPO_ROOT / name, tree / name, ignore=copy_ignore)
     report: list[str] = []
