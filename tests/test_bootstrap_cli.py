@@ -122,6 +122,47 @@ def test_dry_run_lists_packages_and_fails_on_a_missing_source(cli, tree, tmp_pat
     assert "3 sources: 3 present, 0 missing; 0 errors" in result.out
 
 
+def test_dry_run_finds_files_beside_the_recipe_by_their_checksum(cli, tree, tmp_path: Path) -> None:
+    """A recipe's local files (a config beside it) are at hand without the cache; one whose bytes
+    differ from the recipe's checksum is missing, and the plan says so."""
+    data, digest, _name = tree["blobs"]["c"]
+    recipe = tree["profile"].parent.parent / "recipes" / "c.recipe.toml"
+    recipe.write_text(recipe.read_text().replace("https://example.invalid/src/c-1.2.tar.gz", "c/c.config"))
+    (recipe.parent / "c").mkdir()
+    (recipe.parent / "c" / "c.config").write_bytes(data)
+    args = ["bootstrap", "dry-run", "--work", tmp_path / "none", "--profile", tree["profile"],
+            "--target", "x86_64", "--source-cache", tree["cache"], "--mirror", tree["mirror"]]  # fmt: skip
+    result = cli(*args)
+    assert result.code == 0, result.out
+    assert f"sha256:{digest}  local  c/c.config" in result.out
+    assert "3 sources: 3 present, 0 missing; 0 errors" in result.out
+
+    (recipe.parent / "c" / "c.config").write_bytes(b"edited\n")
+    result = cli(*args)
+    assert result.code == 1
+    assert f"sha256:{digest}  missing  c/c.config" in result.out
+    assert "not the recipe's checksum" in result.out
+
+
+def test_dry_run_names_a_missing_debian_lock_and_the_skip_option(cli, tree, tmp_path: Path) -> None:
+    profile = tree["profile"]
+    profile.write_text(
+        profile.read_text()
+        + '\n[[stages]]\nname = "conary"\noptional = true\nroot = ["seed"]\n'
+        + 'debian = { lock = "conary", packages = ["python3"] }\n'
+    )
+    (tree["mirror"] / tree["blobs"]["c"][2]).write_bytes(tree["blobs"]["c"][0])
+    args = ["bootstrap", "dry-run", "--work", tmp_path / "none", "--profile", profile, "--target",
+            "x86_64", "--source-cache", tree["cache"], "--mirror", tree["mirror"]]  # fmt: skip
+    result = cli(*args)
+    assert result.code == 1
+    assert (
+        "conary-x86_64.lock: error: stage conary needs the lock conary-x86_64.lock, which does not "
+        "exist: skip the stage (--skip-conary)"
+    ) in result.out
+    assert cli(*args, "--skip-conary").code == 0
+
+
 def test_dry_run_without_a_seed_lock_fails_and_says_how_to_make_one(cli, tree, tmp_path: Path) -> None:
     data, _digest, filename = tree["blobs"]["c"]
     (tree["mirror"] / filename).write_bytes(data)

@@ -27,13 +27,16 @@ from conary.fetch import (
     SourceCache,
     configured_mirrors,
     default_cache_dir,
+    digest_file,
     filename_from_url,
+    local_path,
 )
 from conary.recipe import check_file
 from conary.targets import Target
 
 PRESENT_CACHE = "cache"
 PRESENT_MIRROR = "mirror"
+PRESENT_LOCAL = "local"  # a file beside the recipe (or a file: URL), with the recipe's checksum
 MISSING = "missing"
 
 BUILD = "build"
@@ -45,8 +48,9 @@ class SourcePlan:
     key: str  # recipe key path: source.archive, source.additional[0], patches.files[1]
     url: str
     checksum: str
-    state: str  # cache, mirror or missing
-    location: str  # the cache file or mirror location; for a missing source, where it could come from
+    state: str  # cache, mirror, local or missing
+    # The cache file, mirror location or local file; for a missing source, where it could come from.
+    location: str
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,16 @@ def dry_run(profile: Profile, target: Target, options: DryRunOptions | None = No
     for stage in profile.stages:
         reason = skip_reason(stage, target, skip_stage2=options.skip_stage2, skip_conary=options.skip_conary)
         graph_actions = options.actions(stage) if options.actions and not reason else {}
+        if stage.debian is not None and not reason:
+            lock = profile.tree / "stages" / "seed" / f"{stage.debian.lock_name(target.arch)}.lock"
+            if not lock.is_file():
+                problems.append(
+                    Problem(
+                        str(lock),
+                        f"stage {stage.name} needs the lock {lock.name}, which does not exist: skip the "
+                        f"stage (--skip-{stage.name}) or write the lock ('conary seed lock')",
+                    )
+                )
         packages: list[PackagePlan] = []
         for path in profile.recipes_of(stage):
             recipe, found = check_file(path)
@@ -189,7 +203,10 @@ def dry_run(profile: Profile, target: Target, options: DryRunOptions | None = No
             except ConaryError as err:
                 problems.append(Problem(str(path), err.what))
                 continue
-            sources = tuple(lookup.find(key, url, checksum, debian) for key, url, checksum, debian in items)
+            recipe_dir = path if path.is_dir() else path.parent
+            sources = tuple(
+                lookup.find(key, url, checksum, debian, recipe_dir) for key, url, checksum, debian in items
+            )
             name = recipe.package.name
             if reason:
                 action, why = SKIP, reason
@@ -223,11 +240,30 @@ class _SourceLookup:
         self.session: requests.Session | None = None
         self.seen: dict[str, tuple[str, str]] = {}
 
-    def find(self, key: str, url: str, checksum: str, debian: str | None) -> SourcePlan:
+    def find(self, key: str, url: str, checksum: str, debian: str | None, recipe_dir: Path) -> SourcePlan:
+        local = local_path(url, recipe_dir)
+        if local is not None:
+            # Not memoised by checksum: the same bytes may sit beside one recipe and not another.
+            state, location = self._local(local, Checksum.parse(checksum))
+            return SourcePlan(key, url, checksum, state, location)
         if checksum not in self.seen:
             self.seen[checksum] = self._locate(url, checksum, debian)
         state, location = self.seen[checksum]
         return SourcePlan(key, url, checksum, state, location)
+
+    def _local(self, path: Path, checksum: Checksum) -> tuple[str, str]:
+        """A local source is at hand when the file has the recipe's checksum (or the cache has
+        those bytes from an earlier cook)."""
+        if path.is_file():
+            actual = digest_file(path, checksum.algo)
+            if actual == checksum:
+                return PRESENT_LOCAL, str(path)
+            if self.cache.path_for(checksum) is None:
+                return MISSING, f"{path} has {actual}, not the recipe's checksum: fix one of them"
+        hit = self.cache.path_for(checksum)
+        if hit is not None:
+            return PRESENT_CACHE, str(hit)
+        return MISSING, f"no file {path}"
 
     def _locate(self, url: str, checksum: str, debian: str | None) -> tuple[str, str]:
         cs = Checksum.parse(checksum)

@@ -130,6 +130,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dry.add_argument(
         "--source-cache", default=None, metavar="DIR", help="instead of the work dir's source cache"
     )
+    dry.add_argument("--skip-stage2", action="store_true", help="plan without the optional Stage2 rebuild")
+    dry.add_argument("--skip-conary", action="store_true", help="plan without the optional Conary stage")
     dry.add_argument("--json", action="store_true", help="print the plan as JSON")
     dry.set_defaults(func=_dry_run)
 
@@ -373,8 +375,8 @@ def _dry_run(args: argparse.Namespace) -> int:
     options = DryRunOptions(
         source_cache=Path(cache) if cache else None,
         mirrors=tuple(config.mirrors if config else ()) + tuple(args.mirror),
-        skip_stage2=config.skip_stage2 if config else False,
-        skip_conary=config.skip_conary if config else False,
+        skip_stage2=args.skip_stage2 or bool(config and config.skip_stage2),
+        skip_conary=args.skip_conary or bool(config and config.skip_conary),
         seed=config.seed if config else "lock",
     )
     report = dry_run(load_profile(profile_name), load_target(arch), options)

@@ -16,7 +16,7 @@ from conary.fetch.cache import SourceCache, Substitute, default_cache_dir
 from conary.fetch.checksum import DIGEST_SIZES, Checksum, digest_file
 from conary.fetch.debian import DebianSourceProvider, DebianSpec, derive_source_entries
 from conary.fetch.errors import ChecksumMismatchError, FetchError
-from conary.fetch.fetcher import Fetched, Fetcher, filename_from_url, make_fetcher
+from conary.fetch.fetcher import Fetched, Fetcher, filename_from_url, local_path, make_fetcher
 from conary.fetch.mirrors import (
     DirectoryMirror,
     HttpMirror,
@@ -48,6 +48,7 @@ __all__ = [
     "digest_file",
     "filename_from_url",
     "load_mirror_config",
+    "local_path",
     "make_fetcher",
     "parse_mirror",
 ]

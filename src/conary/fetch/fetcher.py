@@ -173,7 +173,7 @@ class Fetcher:
             tried.append(f"{label} ({'; '.join(dict.fromkeys(reasons))})")
             return None
 
-        local = _local_path(url, recipe_dir)
+        local = local_path(url, recipe_dir)
         if local is not None and (found := attempt(str(local), [str(local)])):
             return Fetched(found)
         for mirror in self.mirrors:
@@ -268,7 +268,7 @@ def _debian_mismatch(
     return error
 
 
-def _local_path(url: str, recipe_dir: Path | None) -> Path | None:
+def local_path(url: str, recipe_dir: Path | None) -> Path | None:
     """The local file a URL names, or None for a remote URL."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
