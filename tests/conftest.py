@@ -87,32 +87,39 @@ def shared_source_cache() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def minimal_x86_64(shared_source_cache: Path) -> dict[str, object]:
-    """The minimal profile bootstrapped for x86_64 through the Image stage, once per run, in a copy
-    of the distro tree: the seed and Conary-stage locks are the shipped ones, or refreshed into the
-    copy when Debian has replaced a pinned .deb (tests/helpers_deb.py says which)."""
+def bootstrap_base_dir() -> Path:
+    """Where the tests' bootstraps keep their work dirs: under .cache like the source cache, so a
+    later run on this checkout finds every checkpoint (CI starts from a fresh clone and builds
+    once); `CONARY_TEST_BOOTSTRAP_DIR` moves it."""
+    return Path(os.environ.get("CONARY_TEST_BOOTSTRAP_DIR", REPO_ROOT / ".cache" / "test-bootstrap"))
+
+
+def bootstrap_minimal(
+    arch: str, source_cache: Path, locks: tuple[str, ...], *options: str
+) -> dict[str, object]:
+    """The minimal profile bootstrapped for ARCH through the Image stage in a copy of the distro
+    tree (made afresh; the work dir persists). The locks are the shipped ones, or refreshed into the
+    copy when Debian has replaced a pinned .deb: tests/helpers_deb.py says which, and so does the
+    printed report."""
     from conary.fetch import SourceCache
     from conary.recipe.localtree import copy_ignore
     from helpers_deb import lock_files
 
-    # Kept under .cache like the source cache, so a later run on this checkout finds every
-    # checkpoint (CI starts from a fresh clone and builds once); the tree copy is made afresh.
-    base = Path(os.environ.get("CONARY_TEST_BOOTSTRAP_DIR", REPO_ROOT / ".cache" / "test-bootstrap"))
+    base = bootstrap_base_dir() / arch
     tree = base / "tree"
     shutil.rmtree(tree, ignore_errors=True)
     for name in ("stages", "recipes", "images", "src"):
         shutil.copytree(REPO_ROOT / name, tree / name, ignore=copy_ignore)
     report: list[str] = []
-    for lock in ("x86_64.lock", "conary-x86_64.lock"):
+    for lock in locks:
         lock_file = tree / "stages" / "seed" / lock
-        lock_files(lock_file, SourceCache(shared_source_cache), shared_source_cache / ".debian-apt-deb",
-                   lock_file.parent, report)  # fmt: skip
+        apt_dir = source_cache / ".debian-apt-deb"
+        lock_files(lock_file, SourceCache(source_cache), apt_dir, lock_file.parent, report)
     print("\n".join(report))
     work = base / "work"
-    options = ["--source-cache", shared_source_cache, "--jobs", "2"]
     profile = tree / "stages" / "minimal.toml"
-    init = ["bootstrap", "init", "--target", "x86_64", "--profile", profile, "--work", work, *options]
+    init = ["bootstrap", "init", "--target", arch, "--profile", profile, "--work", work]
+    init += ["--source-cache", source_cache, "--jobs", "2", *options]
     for args in (init, ["bootstrap", "image", "--work", work]):
         run = subprocess.run(
             [sys.executable, "-m", "conary", *map(str, args)], capture_output=True, text=True, timeout=3600
@@ -121,4 +128,27 @@ def minimal_x86_64(shared_source_cache: Path) -> dict[str, object]:
             raise AssertionError(
                 f"conary {args} exited {run.returncode}:\n{run.stdout}\n{run.stderr[-4000:]}"
             )
-    return {"work": work, "run": run, "disk": Path(run.stdout.strip().splitlines()[-1]), "tree": tree}
+    disk = Path(run.stdout.strip().splitlines()[-1])
+    return {"arch": arch, "work": work, "run": run, "disk": disk, "tree": tree}
+
+
+@pytest.fixture(scope="session")
+def minimal_x86_64(shared_source_cache: Path) -> dict[str, object]:
+    """x86_64 through every stage, Stage2 and the Conary stage included, once per run."""
+    return bootstrap_minimal("x86_64", shared_source_cache, ("x86_64.lock", "conary-x86_64.lock"))
+
+
+@pytest.fixture(scope="session")
+def minimal_cross(shared_source_cache: Path) -> Callable[[str], dict[str, object]]:
+    """A foreign target (aarch64, riscv64) from its cross seed through Base and the Image stage,
+    once per run and target. Stage2 is left out (x86_64's run covers it) and so is the Conary stage,
+    which is required for x86_64 only (docs/bootstrap.md)."""
+    done: dict[str, dict[str, object]] = {}
+
+    def get(arch: str) -> dict[str, object]:
+        if arch not in done:
+            locks = (f"{arch}.lock",)
+            done[arch] = bootstrap_minimal(arch, shared_source_cache, locks, "--skip-stage2", "--skip-conary")
+        return done[arch]
+
+    return get

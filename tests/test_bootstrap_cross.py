@@ -1,7 +1,8 @@
 """The minimal profile for the foreign targets, aarch64 and riscv64, through Base from the cross seed:
 the shipped lock's Debian packages (the build machine's toolchain plus Debian's cross compilers),
 with sources from Debian's source archive (cached in the shared source cache). One bootstrap per
-target, in one work dir shared by every test of that target.
+target, in one work dir shared by every test of that target and by the image tests that boot the
+target's disk (tests/conftest.py).
 
 Base's programs are checked as the target's: ELF headers read with pyelftools, and run under
 qemu-user (Debian's qemu-user-static) from a root the runtime assembles from Base's and Stage1's
@@ -21,12 +22,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conary.distro_tree import tree_dir
-from conary.fetch import SourceCache
-from conary.recipe.localtree import copy_ignore
 from conary.runtime import PackageSource, install_packages
 from conary.targets import load_target
-from helpers_deb import lock_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -46,29 +43,9 @@ def conary(*args: object) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="session", params=sorted(MACHINES))
-def cross_bootstrap(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, shared_source_cache: Path
-) -> dict[str, object]:
-    """ARCH bootstrapped through Base from its seed lock (refreshed into a copy if Debian moved on)."""
-    arch = request.param
-    top = tmp_path_factory.mktemp(f"bootstrap-{arch}")
-    tree = top / "tree"
-    # The whole tree the profile names (the Conary stage's recipe packages src/, the Image stage's
-    # definition is in images/), though the run stops at Base.
-    for name in ("stages", "recipes", "images", "src"):
-        shutil.copytree(tree_dir(name), tree / name, ignore=copy_ignore)
-    lock_file = tree / "stages" / "seed" / f"{arch}.lock"
-    report: list[str] = []
-    cache = SourceCache(shared_source_cache)
-    lock_files(lock_file, cache, shared_source_cache / ".debian-apt-deb", lock_file.parent, report)
-    print("\n".join(report))  # which of cache, download or refresh happened
-
-    work = top / "work"
-    options = ["--source-cache", shared_source_cache, "--jobs", "2", "--skip-stage2"]
-    profile = tree / "stages" / "minimal.toml"
-    conary("bootstrap", "init", "--target", arch, "--profile", profile, "--work", work, *options)
-    run = conary("bootstrap", "base", "--work", work)
-    return {"arch": arch, "work": work, "run": run}
+def cross_bootstrap(request: pytest.FixtureRequest, minimal_cross) -> dict[str, object]:
+    """ARCH bootstrapped through the Image stage from its seed lock (tests/conftest.py)."""
+    return minimal_cross(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +90,8 @@ def test_every_stage_to_base_is_done(cross_bootstrap: dict[str, object]) -> None
     assert status["seed"] == "done"
     states = {s["name"]: s["state"] for s in status["stages"]}
     assert states["stage1"] == states["base"] == "done"
-    assert states["stage2"] == "skipped"
+    assert states["stage2"] == states["conary"] == "skipped"
+    assert states["image"] == "done"
     base = {p["name"] for s in status["stages"] if s["name"] == "base" for p in s["packages"]}
     assert base == {"busybox", "linux", "minimal-init", "zlib", "xz", "hello"}
 
