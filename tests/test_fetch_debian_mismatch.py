@@ -109,3 +109,19 @@ def test_cook_with_a_wrong_checksum_reads_as_a_mismatch_not_as_not_found(
         line,
     ), line
     assert "not found" not in line
+
+
+def test_relative_cache_and_state_dirs_fetch_from_debian(
+    archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--source-cache cache` given relative: apt runs in its state dir, so a relative path there
+    would name a dir inside itself (cache/.debian-apt/cache/.debian-apt/...)."""
+    archive.add("bookworm", "hello", "2.10-3")
+    monkeypatch.chdir(tmp_path)
+    provider = DebianSourceProvider(Path("cache") / ".debian-apt", etc_apt=archive.etc_apt)
+    fetcher = Fetcher(SourceCache("cache"), [], progress=False, debian=provider)
+    digest = sha256_of(orig_tarball("hello", "2.10"))
+    found = fetcher.fetch(_dead_url("hello-2.10.tar.gz"), digest, debian="hello", version="2.10")
+    assert found.is_absolute() and found.parent.parent == tmp_path / "cache"
+    state = tmp_path / "cache" / ".debian-apt"
+    assert [p for p in (tmp_path / "cache").rglob(".debian-apt")] == [state]

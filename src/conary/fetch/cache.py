@@ -53,7 +53,8 @@ def default_cache_dir() -> Path:
 
 class SourceCache:
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        # Absolute, so the paths it hands out stay true for a tool run in another working dir.
+        self.root = Path(root).absolute()
 
     def path_of(self, checksum: str | Checksum) -> Path:
         """Where the file for *checksum* lives (whether or not it is there)."""

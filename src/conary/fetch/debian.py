@@ -345,7 +345,9 @@ class PrivateApt:
     ) -> None:
         """*suite*: look at this Debian suite (e.g. trixie) instead of the machine's own, through the
         machine's archive entries; give each suite its own *state_dir*."""
-        self.state_dir = Path(state_dir)
+        # Absolute: apt runs with its state dir as the working dir, where a relative path in its
+        # configuration would name a dir inside itself.
+        self.state_dir = Path(state_dir).absolute()
         self.etc_apt = etc_apt
         self.lists_max_age = lists_max_age
         self.suite = suite
