@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import lzma
 import os
 import shutil
 import stat
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from conary.cook.unpack import UnpackError, copy_source, detect_format, unpack
+from conary.cook.unpack import UnpackError, _XzReader, copy_source, detect_format, unpack
 
 MTIME = 1_600_000_000
 
@@ -238,3 +241,41 @@ def test_copy_source_keeps_name_and_mtime(tmp_path: Path) -> None:
     assert dest.read_bytes() == b"payload"
     assert int(dest.stat().st_mtime) == MTIME
     shutil.rmtree(tmp_path / "tree")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    parts=st.lists(st.binary(max_size=3 * 1024 * 1024 // 64), min_size=1, max_size=4),
+    padding=st.sampled_from([b"", b"\0" * 4, b"\0" * 12]),
+    read_size=st.sampled_from([1, 511, 4096, 1 << 20, -1]),
+)
+def test_xz_reader_gives_the_bytes_of_every_concatenated_stream(
+    parts: list[bytes], padding: bytes, read_size: int
+) -> None:
+    """Unpacking a .tar.xz decompresses on a thread: its reader yields exactly what xz would, for
+    several streams with padding between them and any read size."""
+    data = padding.join(lzma.compress(part, format=lzma.FORMAT_XZ) for part in parts)
+    with _XzReader(io.BytesIO(data)) as reader:
+        out = b"".join(iter(lambda: reader.read(read_size), b""))
+    assert out == b"".join(parts)
+
+
+def test_xz_reader_raises_for_truncated_and_corrupt_data() -> None:
+    data = lzma.compress(os.urandom(300_000), format=lzma.FORMAT_XZ)
+    with _XzReader(io.BytesIO(data[:-10])) as reader, pytest.raises(EOFError):
+        while reader.read(4096):
+            pass
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    with _XzReader(io.BytesIO(bytes(flipped))) as reader, pytest.raises(lzma.LZMAError):
+        while reader.read(4096):
+            pass
+
+
+def test_an_unread_xz_reader_closes_without_waiting_for_the_rest(tmp_path: Path) -> None:
+    """tarfile stops at the archive's end marker: the thread must not block on a full queue. (32 MiB
+    of zeros are a few KiB of xz: the output of each call is bounded, not the input's.)"""
+    data = lzma.compress(bytes(32 * 1024 * 1024), format=lzma.FORMAT_XZ)
+    with _XzReader(io.BytesIO(data)) as reader:
+        assert len(reader.read(10)) == 10
+    assert not reader._thread.is_alive()
