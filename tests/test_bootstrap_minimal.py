@@ -132,8 +132,9 @@ def test_no_op_rerun(minimal_x86_64: dict[str, object]) -> None:
     assert "image: done" in again.stdout and "cached" in again.stdout
     assert again.stdout.strip().splitlines()[-1] == str(minimal_x86_64["disk"])
     # Event lines read "conary: STAGE [i/n] ACTION NAME": every package is cached.
-    events = [line.split() for line in again.stderr.splitlines() if line.startswith("conary: ")]
-    assert events and all(words[3] == "cached" for words in events), again.stderr
+    events = [re.fullmatch(r"conary: \S+ \[\d+/\d+\] (\S+) \S+", line) for line in again.stderr.splitlines()]
+    assert events and all(m.group(1) == "cached" for m in events if m), again.stderr
+    assert sum(1 for m in events if m) == 11, again.stderr  # stage1, stage2, base, conary
 
 
 def test_a_leaf_change_rebuilds_exactly_it_and_the_image(minimal_x86_64: dict[str, object]) -> None:
@@ -142,8 +143,9 @@ def test_a_leaf_change_rebuilds_exactly_it_and_the_image(minimal_x86_64: dict[st
     hostname = tree / "recipes" / "minimal-init" / "hostname"
     hostname.write_text("conary-leaf-change\n")
     run = conary("bootstrap", "image", "--work", work)
-    events = [line.split() for line in run.stderr.splitlines() if line.startswith("conary: ")]
-    actions = {words[4]: words[3] for words in events if len(words) == 5 and words[3] != "start"}
+    # Event lines read "conary: STAGE [i/n] ACTION NAME" (the image's progress lines do not).
+    events = (re.fullmatch(r"conary: \S+ \[\d+/\d+\] (\S+) (\S+)", line) for line in run.stderr.splitlines())
+    actions = {m.group(2): m.group(1) for m in events if m and m.group(1) != "start"}
     assert actions["minimal-init"] == "built", run.stderr
     assert {a for n, a in actions.items() if n != "minimal-init"} == {"cached"}, run.stderr
     assert "image: done" in run.stdout and "built (" in run.stdout

@@ -78,6 +78,27 @@ def test_run_builds_stages_in_order_then_nothing(work: Path) -> None:
         assert len(store.cooks()) == len(PACKAGES)
 
 
+def test_the_work_dir_signs_with_its_own_key_whoever_runs_it(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Packages are signed by WORK/keys/bootstrap, not the user's default key, so a run by someone
+    else (here: other XDG dirs, so another default key) resumes on the same checkpoints and builds
+    new packages in roots made of the old ones."""
+    conary("bootstrap", "stage1", "--work", work)
+    pub = work / "keys" / "bootstrap.pub"
+    alpha = work / "repo" / "stage1" / "alpha-1.0-1.x86_64.ccs"
+    assert conary("ccs", "verify", "--trust", pub, alpha).returncode == 0
+    for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    rest = conary("bootstrap", "run", "--work", work)
+    expected = {name: "cached" if stage == "stage1" else "built" for stage, name, _ in PACKAGES}
+    assert actions(rest) == expected, rest.stderr
+    charlie = work / "repo" / "base" / "charlie-1.0-1.x86_64.ccs"
+    assert conary("ccs", "verify", "--trust", pub, charlie).returncode == 0
+    assert not (tmp_path / "XDG_CONFIG_HOME" / "conary" / "keys" / "default").exists()
+
+
 def test_a_change_rebuilds_exactly_the_package_and_what_stands_on_it(work: Path) -> None:
     conary("bootstrap", "run", "--work", work)
     tree = work.parent / "tree" / "recipes"
@@ -146,7 +167,7 @@ def test_stage_command_runs_earlier_stages_only_and_clean_forgets_a_stage(work: 
     # Built again, to the same output as the forgotten packages (the build is reproducible).
     assert actions(again) == {"alpha": "cached", "bravo": "cached", "charlie": "cutoff", "delta": "cutoff"}
     conary("bootstrap", "clean", "--work", work)
-    assert sorted(p.name for p in work.iterdir()) == ["bootstrap.toml"]
+    assert sorted(p.name for p in work.iterdir()) == ["bootstrap.toml", "keys"]
 
 
 def test_unknown_stage_and_package_are_one_line(work: Path) -> None:

@@ -143,3 +143,26 @@ def test_loose_objects_of_older_roots_are_still_read(tmp_path: Path, keys: Keys,
     assert (root / "usr/bin/one").read_bytes() == content
     remove(root, ["one"], sandbox="never")
     assert gc(root, keep_states=1).objects == 2 and not loose.exists()
+
+
+def test_the_same_install_writes_the_same_packs_and_index(tmp_path: Path, keys: Keys) -> None:
+    """Staging runs on two threads, but which pack holds an object, and where, is decided by the
+    plan: installs of the same packages give byte-identical packs and index rows (a reproducible
+    image holds the runtime's store)."""
+    files = {f"usr/share/lanes/d{i % 7}/f{i:04d}": hashlib.sha256(b"%d" % i).digest() * (1 + i % 300)
+             for i in range(600)}  # fmt: skip
+    package = build(tmp_path / "pkg", keys, "lanes", "1", files)
+
+    def store(n: int) -> tuple[list[bytes], list[tuple[str, str, int, int]]]:
+        root = new_root(tmp_path / f"root{n}", keys)
+        install_packages(root, [package])
+        packs = _packs(root)
+        lane = {p.name: p.name.rsplit("-", 1)[1] for p in packs}  # the txid differs, the lane not
+        index = _index(root).items()
+        rows = sorted((sha, lane[pack], offset, length) for sha, (pack, offset, length) in index)
+        return [p.read_bytes() for p in packs], rows
+
+    first = store(0)
+    assert len(first[0]) == 2  # both lanes wrote
+    for n in range(1, 4):
+        assert store(n) == first

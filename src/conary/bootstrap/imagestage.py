@@ -53,10 +53,12 @@ def build_stage_image(
     output: Path,
     packages: Sequence[Path],
     extra: Sequence[str],
+    trust: Path,
     *,
     say: Callable[[str], None] | None = None,
 ) -> ImageOutcome:
-    """OUTPUT built from PACKAGES, unless OUTPUT.key holds the key of these inputs."""
+    """OUTPUT built from PACKAGES (signed by the key whose public half is TRUST), unless
+    OUTPUT.key holds the key of these inputs."""
     started = time.perf_counter()
     key = image_key(definition, target, packages, extra)
     record = output.with_name(output.name + ".key")
@@ -64,7 +66,7 @@ def build_stage_image(
         return ImageOutcome(output, True, time.perf_counter() - started, ())
     record.unlink(missing_ok=True)  # the disk is replaced below: the old key no longer describes it
     result = build_image(
-        definition, target, output, packages=list(packages), extra_packages=extra, progress=say
+        definition, target, output, packages=list(packages), trust=[trust], extra_packages=extra, progress=say
     )
     atomic_write_bytes(record, (key + "\n").encode())
     return ImageOutcome(result.path, False, time.perf_counter() - started, result.packages)

@@ -33,6 +33,7 @@ from conary.bootstrap.dryrun import skip_reason
 from conary.bootstrap.imagestage import build_stage_image
 from conary.bootstrap.profile import DebianSpec, Profile, StageSpec
 from conary.bootstrap.seed import SEED_HOST, lock_path
+from conary.ccs import generate_keypair, load_signing_key
 from conary.errors import ConaryError, InputError
 from conary.fsutil import atomic_write_bytes
 from conary.graph import (
@@ -87,6 +88,13 @@ class Layout:
 
     def image(self, name: str, arch: str, fmt: str) -> Path:
         return self.work / "image" / f"{name}-{arch}.{fmt}"
+
+    @property
+    def signing_key(self) -> Path:
+        """The work dir's own key (and KEY.pub): every package of the bootstrap is signed by it, and
+        its build roots and images trust it, whoever runs the bootstrap and whatever their default
+        key is at the time (a resumed run, another user, a test session of its own)."""
+        return self.work / "keys" / "bootstrap"
 
     @property
     def run_record(self) -> Path:
@@ -153,9 +161,11 @@ class Bootstrap:
     keep_going: bool = False
     progress: Progress | None = field(default=None, compare=False)
     # Imports the lock's Debian packages into the seed repo as .ccs files: (lock, repo) -> None.
-    seed_importer: Callable[[Path, Path], None] | None = field(default=None, compare=False)
+    seed_importer: Callable[[Path, Path, Path], None] | None = field(default=None, compare=False)
     # Imports a stage's Debian packages: (lock, spec, repo) -> None.
-    debian_importer: Callable[[Path, DebianSpec, Path], None] | None = field(default=None, compare=False)
+    debian_importer: Callable[[Path, DebianSpec, Path, Path], None] | None = field(
+        default=None, compare=False
+    )
     image_format: str | None = None  # the Image stage's format and size, over its definition's
     image_size: str | None = None
     notice: Callable[[str], None] | None = field(default=None, compare=False)
@@ -213,7 +223,21 @@ class Bootstrap:
             source_cache=self.config.source_cache,
             mirrors=self.config.mirrors,
             skip_verify=self.config.skip_verify,
+            signing_key=self.signing_key(),
         )
+
+    def signing_key(self) -> Path:
+        """The work dir's signing key, made on first use (a killed run may have left the secret
+        half alone: the public half is derived from it again)."""
+        private = self.layout.signing_key
+        public = private.with_name(private.name + ".pub")
+        if not private.is_file():
+            private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            public.unlink(missing_ok=True)
+            generate_keypair(private)
+        elif not public.is_file():
+            atomic_write_bytes(public, load_signing_key(private).public_key.to_text().encode())
+        return private
 
     # ------------------------------------------------------------------ running
 
@@ -263,7 +287,7 @@ class Bootstrap:
         started = time.perf_counter()
         repo = self.layout.seed_repo
         repo.mkdir(parents=True, exist_ok=True)
-        self.seed_importer(lock, repo)
+        self.seed_importer(lock, repo, self.signing_key())
         # The marker is written last: a killed import is imported again (cached .debs are reused).
         atomic_write_bytes(self.layout.seed_marker, (_sha256(lock) + "\n").encode())
         return StageResult("seed", DONE, f"imported {lock.name}", time.perf_counter() - started)
@@ -339,7 +363,7 @@ class Bootstrap:
         if repo.is_dir():
             shutil.rmtree(repo)  # a different list or lock: start over (cached .debs are reused)
         repo.mkdir(parents=True)
-        self.debian_importer(lock, stage.debian, repo)
+        self.debian_importer(lock, stage.debian, repo, self.signing_key())
         atomic_write_bytes(
             self.layout.debian_marker(stage.name), (self._debian_digest(stage) + "\n").encode()
         )
@@ -386,7 +410,9 @@ class Bootstrap:
         files, extra = self.image_inputs(stage)
         definition = self.image_definition(stage)
         output = self.image_path(stage)
-        outcome = build_stage_image(definition, self.target, output, files, extra, say=self.notice)
+        key = self.signing_key()
+        trust = key.with_name(key.name + ".pub")
+        outcome = build_stage_image(definition, self.target, output, files, extra, trust, say=self.notice)
         what = "cached" if outcome.cached else f"built ({len(outcome.packages)} packages)"
         return StageResult(stage.name, DONE, f"{what}: {outcome.path}", outcome.seconds, image=outcome.path)
 
@@ -478,7 +504,8 @@ class Bootstrap:
 
     def clean(self, stage_name: str | None = None) -> list[Path]:
         """Forget built outputs: a stage's packages (their checkpoints stop counting, so they are
-        built again), or with no stage everything but the choices in bootstrap.toml."""
+        built again), or with no stage everything but the choices in bootstrap.toml and the work
+        dir's signing key (what a package signed by it is trusted by stays the same)."""
         layout = self.layout
         removed: list[Path] = []
         if stage_name is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from conary.bootstrap.profile import DebianSpec, Profile
 from conary.bootstrap.seed import lock_path, seed_packages
-from conary.ccs import ensure_default_key
+from conary.ccs import ensure_default_key, load_signing_key
 from conary.debian.lock import read_lock, write_lock
 from conary.debian.seed import import_lock_packages, import_seed, lock_seed
 from conary.fetch import SourceCache, default_cache_dir
@@ -45,13 +45,18 @@ def lock_the_seed(
 
 
 def import_lock(
-    lock_file: Path, repo: Path, *, source_cache: Path | None = None, notice: Notice | None = None
+    lock_file: Path,
+    repo: Path,
+    *,
+    source_cache: Path | None = None,
+    signing_key: Path | None = None,
+    notice: Notice | None = None,
 ) -> list[str]:
     """Download (when not cached), verify and import every package *lock_file* pins into *repo*,
     with the seed fixups; returns the warnings (packages whose maintainer scripts were not run)."""
     cache_dir = source_cache or default_cache_dir()
     lock = read_lock(lock_file)
-    key, _created = ensure_default_key()
+    key = load_signing_key(signing_key) if signing_key else ensure_default_key()[0]
 
     def on_event(phase: str, done: int, total: int, name: str) -> None:
         if notice is not None and (done == total or done % 25 == 0):
@@ -69,12 +74,13 @@ def import_stage_debs(
     repo: Path,
     *,
     source_cache: Path | None = None,
+    signing_key: Path | None = None,
     notice: Notice | None = None,
 ) -> list[str]:
     """A stage's Debian packages (its `debian` table) from *lock_file* into *repo*: the closure of
     the spec's packages without its omitted names. Returns the warnings, as import_lock does."""
     cache_dir = source_cache or default_cache_dir()
-    key, _created = ensure_default_key()
+    key = load_signing_key(signing_key) if signing_key else ensure_default_key()[0]
 
     def on_event(phase: str, done: int, total: int, name: str) -> None:
         if notice is not None and (done == total or done % 25 == 0):

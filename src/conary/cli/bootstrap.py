@@ -212,8 +212,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "clean",
         help="forget built outputs (a stage's, or all of them)",
         description="Without --stage, remove everything in the work dir but its choices "
-        "(bootstrap.toml). With --stage S, remove S's packages so its next run builds them again "
-        "('seed' removes the imported seed).",
+        "(bootstrap.toml) and its signing key (keys/). With --stage S, remove S's packages so its "
+        "next run builds them again ('seed' removes the imported seed).",
     )
     _work_option(clean)
     clean.add_argument("--stage", default=None, metavar="S", help="only this stage (or 'seed')")
@@ -434,16 +434,18 @@ def _bootstrap(args: argparse.Namespace, config: BootstrapConfig | None = None) 
     config = config or load_config(Path(args.work))
     cache = config.source_cache
 
-    def import_seed(lock: Path, repo: Path) -> None:
-        warnings = import_lock(lock, repo, source_cache=cache, notice=output.notice)
+    def import_seed(lock: Path, repo: Path, key: Path) -> None:
+        warnings = import_lock(lock, repo, source_cache=cache, signing_key=key, notice=output.notice)
         if warnings:
             output.warn(
                 f"{len(warnings)} seed packages have maintainer scripts that were not run "
                 "(the seed fixups stand in for what they make; see docs/debian-import.md)"
             )
 
-    def import_stage(lock: Path, spec: DebianSpec, repo: Path) -> None:
-        warnings = import_stage_debs(lock, spec, repo, source_cache=cache, notice=output.notice)
+    def import_stage(lock: Path, spec: DebianSpec, repo: Path, key: Path) -> None:
+        warnings = import_stage_debs(
+            lock, spec, repo, source_cache=cache, signing_key=key, notice=output.notice
+        )
         if warnings:
             output.warn(
                 f"{len(warnings)} packages of {lock.name} have maintainer scripts that were not run "

@@ -45,6 +45,7 @@ from conary.runtime.triggers import run_triggers
 
 CRASH_ENV = "CONARY_CRASH_AFTER_OPS"
 _STAGE_BATCH = 32  # contents per work item: few enough items that queueing them costs little
+_STAGE_WORKERS = 2  # staging threads, each with its lane of batches and its pack
 _DIR_BATCH = 64  # deletions per work item after the commit
 _DELETE_WORKERS = 16  # threads deleting after the commit: they wait on the device, not the CPU
 _FLUSH_INTERVAL = 0.02  # seconds between the background syncfs() calls while staging
@@ -93,11 +94,19 @@ class ContentFeeder:
         self.locations = self.cas.locate(wanted)
         return sorted(s for s in wanted if s not in self.sources and s not in self.locations)
 
+    def use_lane(self, lane: int) -> None:
+        """The calling thread stages lane LANE of the changeset: its new objects go to the pack
+        TXID-LANE, so what each pack holds, in what order, is decided by the plan, not by which
+        thread ran first (the same install gives the same store, byte for byte)."""
+        self._local.lane = lane
+
     def _writer(self) -> PackWriter:
         writer: PackWriter | None = getattr(self._local, "writer", None)
         if writer is None:
+            lane = getattr(self._local, "lane", None)
             with self._lock:
-                writer = self.cas.new_pack(f"{self.txid}-{len(self._writers)}")
+                suffix = str(lane) if lane is not None else f"t{len(self._writers)}"
+                writer = self.cas.new_pack(f"{self.txid}-{suffix}")
                 self._writers.append(writer)
             self._local.writer = writer
         return writer
@@ -120,9 +129,10 @@ class ContentFeeder:
 
     def close(self) -> list[PackedObject]:
         """Close the packs; the objects they hold, for the commit to index."""
-        for writer in self._writers:
+        writers = sorted(self._writers, key=lambda w: w.name)  # index rows in a fixed order
+        for writer in writers:
             writer.close()
-        return [obj for writer in self._writers for obj in writer.added]
+        return [obj for writer in writers for obj in writer.added]
 
     def discard(self) -> None:
         """Delete this changeset's packs (it failed before its commit)."""
@@ -362,8 +372,10 @@ class Engine:
 
     def _stage(self, ctx: TxContext, puts: list[PutFile]) -> None:
         """Stage every new file with two workers (decompression, hashing and writes release the GIL,
-        so both cores stay busy), each taking a run of contents at a time in path order; the files
-        of one content stay with one worker, which writes that content to the store once.
+        so both cores stay busy). The contents, in path order, are cut into batches dealt to the
+        workers in turn (a fixed lane each, so each lane's pack is the same in every run of the
+        same plan); the files of one content stay with one worker, which writes that content to
+        the store once.
 
         Meanwhile a third thread keeps calling syncfs(), so the disk writes what is staged while
         the workers go on, and the syncfs after staging finds little left to wait for."""
@@ -374,10 +386,13 @@ class Engine:
         groups = list(by_content.values())
         batches = [groups[i : i + _STAGE_BATCH] for i in range(0, len(groups), _STAGE_BATCH)]
 
-        def stage_batch(batch: list[list[PutFile]]) -> None:
-            for group in batch:
-                for action in group:
-                    action.stage(ctx)
+        def stage_lane(lane: int, batches: list[list[list[PutFile]]]) -> None:
+            if ctx.feeder is not None:
+                ctx.feeder.use_lane(lane)
+            for batch in batches:
+                for group in batch:
+                    for action in group:
+                        action.stage(ctx)
 
         done = threading.Event()
 
@@ -391,9 +406,10 @@ class Engine:
         if len(groups) > _STAGE_BATCH:
             flusher.start()
         try:
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                for _ in pool.map(stage_batch, batches):
-                    pass
+            with ThreadPoolExecutor(max_workers=_STAGE_WORKERS) as pool:
+                lanes = range(_STAGE_WORKERS)
+                for done_lane in [pool.submit(stage_lane, i, batches[i::_STAGE_WORKERS]) for i in lanes]:
+                    done_lane.result()
         finally:
             done.set()
             if flusher.is_alive():
