@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conary.bootstrap import BootstrapConfig, load_profile
+from conary.bootstrap import BootstrapConfig, load_profile, save_config
 from conary.bootstrap.pipeline import Bootstrap
 from conary.bootstrap.seedlock import import_lock, import_stage_debs
 from conary.cook import CookOptions, fetch_only, fetch_sources, step_environment, unpack
@@ -125,6 +125,7 @@ def main() -> int:
             seed=args.seed,
             source_cache=args.source_cache,
         )
+        save_config(config)  # a kept work dir takes `conary bootstrap ... --work` (bench/image.py)
         cache = args.source_cache
         bootstrap = Bootstrap(
             config,
