@@ -19,6 +19,7 @@ import pytest
 from conary.debian.lock import read_lock
 from conary.distro_tree import tree_dir
 from conary.fetch import SourceCache
+from conary.recipe.localtree import copy_ignore
 from helpers_deb import lock_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
@@ -32,8 +33,10 @@ def conary(*args: object) -> subprocess.CompletedProcess[str]:
 
 def test_stage0_imports_the_locked_seed_once(tmp_path: Path, shared_source_cache: Path) -> None:
     tree = tmp_path / "tree"
-    shutil.copytree(tree_dir("stages"), tree / "stages")
-    shutil.copytree(tree_dir("recipes"), tree / "recipes")  # the profile names recipes outside minimal/ too
+    # The whole tree the profile names: recipes outside minimal/, the Conary stage's src/, the Image
+    # stage's definition.
+    for name in ("stages", "recipes", "images", "src"):
+        shutil.copytree(tree_dir(name), tree / name, ignore=copy_ignore)
     lock_file = tree / "stages" / "seed" / "x86_64.lock"
     report: list[str] = []
     cache = SourceCache(shared_source_cache)
