@@ -88,7 +88,7 @@ def test_inspect_shows_partitions_boot_entry_and_the_images_packages(
         ("esp", "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
         ("root-x86_64", "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"),  # root-x86-64, discoverable
     ]
-    assert info["partitions"][1]["size"] == 64 * 1024**2
+    assert info["partitions"][1]["size"] == 256 * 1024**2  # the definition's size = "256M"
     entry = info["boot_entry"]
     assert entry["linux"] == "/minimal/vmlinuz-0"
     assert "root=PARTLABEL=root-x86_64" in entry["options"] and "console=ttyS0" in entry["options"]
